@@ -1,0 +1,17 @@
+"""Errors a user can cause. Internal invariants are plain asserts."""
+
+
+class VinfError(Exception):
+    """Base class: the CLI turns these into one line on stderr and exit status 2."""
+
+
+class ConfigError(VinfError, ValueError):
+    """A config key, value or file is wrong; the message names it and what is allowed."""
+
+
+class ConversionError(VinfError, ValueError):
+    """Weights cannot be mapped onto the model; the message lists every problem found."""
+
+
+class CheckpointError(VinfError, ValueError):
+    """A vinf_jax checkpoint folder is missing, partial, corrupt or of another architecture."""

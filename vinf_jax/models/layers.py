@@ -1,0 +1,108 @@
+"""Frame-local building blocks shared by the UNet, VAE and text encoder (channels-last).
+
+Module attribute names follow diffusers / transformers so that ``convert.mapping`` can name each
+parameter's PyTorch key. Norm statistics are computed in float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+
+
+class GroupNorm(nnx.Module):
+    """torch.nn.GroupNorm on a channels-last tensor; statistics over every axis but the first.
+
+    ``x`` is (batch, ..., channels). Statistics are taken per batch element and group over all
+    middle axes and the group's channels, as torch does for (N, C, *) inputs.
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, *, rngs: nnx.Rngs | None = None):
+        assert num_channels % num_groups == 0, (num_channels, num_groups)
+        self.num_groups, self.eps = num_groups, eps
+        self.scale = nnx.Param(jnp.ones((num_channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_channels,), jnp.float32))
+
+    def normalize(self, x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
+        """Apply given group statistics (broadcastable to ``grouped(x)``) and the affine map."""
+        g = grouped(x, self.num_groups)
+        y = (g - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y.reshape(x.shape) * self.scale.value + self.bias.value
+        return y.astype(x.dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        g = grouped(x, self.num_groups)
+        axes = tuple(range(1, g.ndim - 2)) + (g.ndim - 1,)
+        mean = g.mean(axis=axes, keepdims=True)
+        var = jnp.square(g - mean).mean(axis=axes, keepdims=True)
+        return self.normalize(x, mean, var)
+
+
+def grouped(x: jax.Array, num_groups: int) -> jax.Array:
+    """(..., C) -> (..., G, C//G) in float32."""
+    return x.astype(jnp.float32).reshape(x.shape[:-1] + (num_groups, x.shape[-1] // num_groups))
+
+
+class LayerNorm(nnx.Module):
+    """torch.nn.LayerNorm over the last axis, statistics in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, *, rngs: nnx.Rngs | None = None):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.astype(jnp.float32)
+        mean = h.mean(-1, keepdims=True)
+        var = jnp.square(h - mean).mean(-1, keepdims=True)
+        y = (h - mean) * jax.lax.rsqrt(var + self.eps) * self.scale.value + self.bias.value
+        return y.astype(x.dtype)
+
+
+def linear(din: int, dout: int, rngs: nnx.Rngs, bias: bool = True, dtype=None) -> nnx.Linear:
+    return nnx.Linear(din, dout, use_bias=bias, dtype=dtype, rngs=rngs)
+
+
+def conv2d(cin: int, cout: int, k: int, rngs: nnx.Rngs, stride: int = 1, padding: int | None = None, dtype=None) -> nnx.Conv:
+    """torch.nn.Conv2d(cin, cout, k, stride, padding) on NHWC (default padding keeps the size)."""
+    p = (k - 1) // 2 if padding is None else padding
+    return nnx.Conv(cin, cout, (k, k), strides=stride, padding=((p, p), (p, p)), dtype=dtype, rngs=rngs)
+
+
+def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True, shift: float = 0.0,
+                       max_period: float = 10000.0) -> jax.Array:
+    """diffusers ``get_timestep_embedding``: (B,) -> (B, dim) sinusoids in float32."""
+    half = dim // 2
+    exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - shift)
+    args = jnp.asarray(t, jnp.float32)[:, None] * jnp.exp(exponent)[None, :]
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+    if flip_sin_to_cos:
+        emb = jnp.concatenate([emb[:, half:], emb[:, :half]], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+class TimestepEmbedding(nnx.Module):
+    """diffusers ``TimestepEmbedding``: linear_1 -> SiLU -> linear_2."""
+
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, dtype=None):
+        self.linear_1 = linear(din, dout, rngs, dtype=dtype)
+        self.linear_2 = linear(dout, dout, rngs, dtype=dtype)
+
+    def __call__(self, x):
+        return self.linear_2(jax.nn.silu(self.linear_1(x)))
+
+
+def dot_product_attention(q, k, v, scale: float, bias=None):
+    """Softmax attention, (..., Lq, H, D) x (..., Lk, H, D) -> (..., Lq, H, D); softmax in float32."""
+    logits = jnp.einsum("...qhd,...khd->...hqk", q, k, preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        logits = logits + bias
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("...hqk,...khd->...qhd", probs, v)
