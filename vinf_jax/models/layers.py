@@ -32,7 +32,7 @@ class GroupNorm(nnx.Module):
         """Apply given group statistics (broadcastable to ``grouped(x)``) and the affine map."""
         g = grouped(x, self.num_groups)
         y = (g - mean) * jax.lax.rsqrt(var + self.eps)
-        y = y.reshape(x.shape) * self.scale.value + self.bias.value
+        y = y.reshape(x.shape) * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -60,7 +60,7 @@ class LayerNorm(nnx.Module):
         h = x.astype(jnp.float32)
         mean = h.mean(-1, keepdims=True)
         var = jnp.square(h - mean).mean(-1, keepdims=True)
-        y = (h - mean) * jax.lax.rsqrt(var + self.eps) * self.scale.value + self.bias.value
+        y = (h - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)
 
 
