@@ -128,13 +128,16 @@ EXTRAS = {
     "sde-sample-prediction": (SchedulerSpec("sde-dpmsolver++"), _cfg(prediction_type="sample")),
     "dpm-heun-sigma-min": (
         SchedulerSpec("dpmsolver++"),
-        _cfg(solver_type="heun", final_sigmas_type="sigma_min", beta_schedule="linear", beta_start=0.0001, beta_end=0.02),
+        _cfg(solver_type="heun", final_sigmas_type="sigma_min", beta_schedule="linear", beta_start=1e-4, beta_end=0.02),
     ),
     "sde-heun-euler-final": (SchedulerSpec("sde-dpmsolver++"), _cfg(solver_type="heun", euler_at_final=True)),
     # lambda_min_clipped is what diffusers recommends for the cosine schedule (its sigma reaches ~2e4 at t=999).
     # Not with Karras sigmas: those give several leading steps the same integer timestep, and diffusers then
     # starts at index 1 and runs past its sigmas.
-    "dpm-cosine-clipped": (SchedulerSpec("sde-dpmsolver++"), _cfg(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1)),
+    "dpm-cosine-clipped": (
+        SchedulerSpec("sde-dpmsolver++"),
+        _cfg(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1),
+    ),
     "ddim-v-alpha-one-clip": (
         SchedulerSpec("ddim", eta=1.0),
         _cfg(prediction_type="v_prediction", set_alpha_to_one=True, clip_sample=True, clip_sample_range=2.0),

@@ -142,6 +142,14 @@ class CLIPTextModel(nnx.Module):
         self.config = cfg
         self.text_model = CLIPTextTransformer(cfg, rngs=rngs)
 
+    @classmethod
+    def from_params(cls, cfg: CLIPTextConfig, params: Mapping) -> "CLIPTextModel":
+        """The module holding ``params`` (from :func:`convert_text_encoder`), built without a random init."""
+        # eval_shape skips the random init, which eagerly compiles one op per parameter shape
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+        return nnx.merge(graphdef, state)
+
     def __call__(self, input_ids: jax.Array) -> jax.Array:
         if input_ids.shape[-1] > self.config.max_position_embeddings:
             raise ValueError(f"{input_ids.shape[-1]} tokens exceed max_position_embeddings="

@@ -171,6 +171,11 @@ class VAEDecoder(nnx.Module):
                                 if cfg.use_post_quant_conv else None)
         self.decoder = Decoder(cfg, rngs=rngs)
 
+    @classmethod
+    def from_params(cls, cfg: VAEConfig, params: Mapping) -> "VAEDecoder":
+        """The module holding ``params`` (from :func:`convert_vae`), built without a random init."""
+        return _from_params(cls, cfg, params)
+
     def decode(self, latents: jax.Array) -> jax.Array:
         """Diffusion latents (N, h, w, latent_channels) -> images (N, 8h, 8w, out_channels) in [-1, 1] (unclamped).
 
@@ -182,6 +187,13 @@ class VAEDecoder(nnx.Module):
         return self.decoder(z).astype(jnp.float32)
 
     __call__ = decode
+
+
+def _from_params(cls, cfg, params):
+    # eval_shape skips the random init, which eagerly compiles one op per parameter shape
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    return nnx.merge(graphdef, state)
 
 
 _DEPRECATED_ATTN = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}

@@ -1,0 +1,120 @@
+"""The clip-parallel UNet (shard_map over "clips") against the plain oracle of the spec."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.vi_oracle import OracleSpec, patch_oracle, random_params
+from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, Phase, VideoInfinityConfig
+from vinf_jax.loading import UNetModel, unet_from_config
+from vinf_jax.models.unet3d import UNetConfig
+from vinf_jax.parallel.apply import sharded_unet
+from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
+
+REL = 1e-5  # max |diff| <= REL * max |oracle|, float32
+
+# The smallest UNet that still has every temporal layer kind: transformer_in, temp_convs and
+# temp_attentions in a down, mid and up block.
+MICRO = UNetConfig(down_block_types=("CrossAttnDownBlock3D",), up_block_types=("CrossAttnUpBlock3D",),
+                   block_out_channels=(8,), layers_per_block=1, norm_num_groups=2, attention_head_dim=4,
+                   cross_attention_dim=6)
+
+
+@functools.lru_cache(maxsize=None)
+def micro_model(cfg=MICRO):
+    _, abstract = unet_from_config(cfg)
+    return UNetModel(cfg, random_params(abstract, seed=3))
+
+
+def inputs(n, f, seed=0, h=4, w=4):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, n * f, h, w, 4)).astype(np.float32)  # batch 2, as with guidance
+    ctx = rng.standard_normal((2, n, 3, MICRO.cross_attention_dim)).astype(np.float32)
+    return x, ctx
+
+
+def run_sharded(vi, n, d, x, ctx, t, fps=24.0):
+    model = micro_model()
+    mesh = clip_mesh(d)
+    f = jax.jit(sharded_unet(model, vi, n, mesh))
+    put = lambda a, s: jax.device_put(a, s)
+    params = jax.device_put(model.params, replicated(mesh))
+    return np.asarray(f(params, put(x, clip_sharding(mesh, 5, 1)), jnp.float32(t),
+                        put(ctx, clip_sharding(mesh, 4, 1)), jnp.full((2,), fps, jnp.float32)))
+
+
+def run_oracle(vi, n, x, ctx, t, fps=24.0):
+    model = micro_model()
+    unet = model.module(model.params)
+    spec = OracleSpec(frames=x.shape[1], num_clips=n, vi=vi, t=float(t))
+    return np.asarray(unet(jnp.asarray(x), jnp.float32(t), jnp.asarray(ctx), jnp.full((2,), fps), spec))
+
+
+def vi_config(edge="exact", sync=False, tns=False, top_k=4, padding=2, conv_pad=2, dynamic=True):
+    return VideoInfinityConfig(
+        attn=AttnConfig(padding=padding, top_k=top_k, token_num_scale=tns, dynamic_scale=dynamic,
+                        local_phase=Phase(500, 3.0, 0.0), global_phase=Phase(500, 0.0, 2.0)),
+        conv_layer=ConvLayerConfig(padding=conv_pad), group_norm=GroupNormConfig(sync=sync), edge_mode=edge)
+
+
+def close(a, ref):
+    err = np.abs(a - ref).max()
+    assert err <= REL * np.abs(ref).max(), (err, np.abs(ref).max())
+
+
+# Each case crosses several switches (pairwise), run on every device count. F=4 unless stated.
+CASES = [
+    # id, vi kwargs, N per D (N = D or 2D), F, t
+    ("exact-nosync", dict(edge="exact"), 1, 4, 700.0),
+    ("zeros-sync-tns", dict(edge="zeros", sync=True, tns=True), 2, 4, 100.0),
+    ("exact-sync-topk<N", dict(edge="exact", sync=True, top_k=3), 2, 4, 900.0),
+    ("zeros-stride", dict(edge="zeros", top_k=8, tns=True, padding=3, conv_pad=3), 1, 6, 300.0),
+]
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 8])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_sharded_matches_oracle(case, d, monkeypatch):
+    _, kw, per_d, f, t = case
+    n = per_d * d
+    vi = vi_config(**kw)
+    x, ctx = inputs(n, f, seed=d)
+    got = run_sharded(vi, n, d, x, ctx, t)
+    with monkeypatch.context() as m:
+        patch_oracle(m)
+        ref = run_oracle(vi, n, x, ctx, t)
+    close(got, ref)
+
+
+def test_phase_threshold_is_traced():
+    """One compiled program: t on both sides of the phase threshold changes the output."""
+    vi = vi_config()
+    x, ctx = inputs(2, 4)
+    a = run_sharded(vi, 2, 2, x, ctx, 499.0)
+    b = run_sharded(vi, 2, 2, x, ctx, 500.0)
+    assert np.abs(a - b).max() > 1e-4
+
+
+def test_device_count_invariance():
+    vi = vi_config(edge="zeros", sync=True, top_k=5)
+    x, ctx = inputs(8, 4, seed=11)
+    outs = [run_sharded(vi, 8, d, x, ctx, 850.0) for d in (1, 2, 4, 8)]
+    for o in outs[1:]:
+        close(o, outs[0])
+
+
+def test_reduces_to_vanilla():
+    """edge_mode exact, N = 1, padding >= F - 1, top_k = 0: the vanilla (diffusers) UNet."""
+    vi = vi_config(edge="exact", top_k=0, padding=3, conv_pad=4)
+    x, ctx = inputs(1, 4, seed=5)
+    got = run_sharded(vi, 1, 1, x, ctx, 321.0)
+    model = micro_model()
+    van = np.asarray(model.module(model.params)(jnp.asarray(x), jnp.float32(321.0), jnp.asarray(ctx[:, 0]),
+                                                 jnp.full((2,), 24.0)))
+    close(got, van)
