@@ -26,19 +26,25 @@ def unet_from_config(cfg: UNetConfig):
     return abstract_params(lambda rngs: UNet3D(cfg, rngs=rngs))
 
 
-class UNetModel:
-    """A UNet as (graphdef, params): ``module(params)`` rebuilds the NNX module inside a trace."""
+class BoundModel:
+    """A module as (graphdef, params): ``module(params)`` rebuilds it inside a trace, so jitted
+    functions take the parameters as arguments instead of closing over 1.4 B constants."""
 
-    def __init__(self, cfg: UNetConfig, params: dict):
-        self.config = cfg
-        self.graphdef, abstract = unet_from_config(cfg)
-        self._state = nnx.eval_shape(lambda: nnx.split(UNet3D(cfg, rngs=nnx.Rngs(0)))[1])
+    def __init__(self, ctor, config, params: dict):
+        self.config = config
+        abstract_module = nnx.eval_shape(lambda: ctor(nnx.Rngs(0)))
+        self.graphdef, self._state = nnx.split(abstract_module)
         self.params = params
 
-    def module(self, params) -> UNet3D:
+    def module(self, params):
         state = jax.tree.map(lambda x: x, self._state)
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(self.graphdef, state)
+
+
+class UNetModel(BoundModel):
+    def __init__(self, cfg: UNetConfig, params: dict):
+        super().__init__(lambda rngs: UNet3D(cfg, rngs=rngs), cfg, params)
 
 
 def read_unet(folder: str | Path) -> UNetModel:

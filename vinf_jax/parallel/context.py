@@ -190,3 +190,13 @@ class ClipParallelTemporal:
         if v_glob is not None:
             out = out + jnp.einsum("bnhqk,bkhd->bnqhd", probs[..., nloc:], v_glob)
         return out.reshape(b, t, h, d)
+
+
+def local_clip_ids(clips: int) -> jax.Array:
+    """Global indices of the ``clips`` clips this device holds (inside shard_map over ``"clips"``)."""
+    return lax.axis_index(AXIS) * clips + jnp.arange(clips)
+
+
+def is_first_device() -> jax.Array:
+    """True on the device holding clip 0 (inside shard_map): reports progress once per step."""
+    return lax.axis_index(AXIS) == 0

@@ -1,0 +1,231 @@
+"""VideoInfinityPipeline: prompts -> long video, and the jitted pieces for users' own samplers.
+
+Latents in and out use diffusers' layout (batch, channels, frames, height, width); frames come back
+as (T, height, width, 3) float32 in [0, 1]. Inside, everything is channels-last and the frame axis
+is sharded over the mesh axis "clips" (see ``parallel/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from vinf_jax.config import VideoInfinityConfig
+from vinf_jax.errors import ConfigError
+from vinf_jax.loading import BoundModel, UNetModel
+from vinf_jax.models.clip_text import CLIPTextModel, tokenize
+from vinf_jax.models.vae import VAEDecoder
+from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
+from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
+from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
+
+
+def resolve_dtype(name: str | None, platform: str):
+    """Compute dtype. float16 and bfloat16 both compute in bfloat16 on accelerators (same speed on
+    Hopper, float32's range); on the CPU half precision is slow and inexact, so it computes float32
+    unless bfloat16 is asked for by name."""
+    if name in (None, "float16"):
+        return jnp.float32 if platform == "cpu" else jnp.bfloat16
+    return {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[str(name)]
+
+
+def put_global(x, sharding):
+    """Place a host array (identical on every process) with ``sharding``; works across hosts."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def gather_to_host(x: jax.Array) -> np.ndarray:
+    """The full array on every process (one collective across hosts; free on a single process)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
+    """Clip c uses prompts[(c * len(prompts)) // N] (spec section 1)."""
+    return [(c * num_prompts) // num_clips for c in range(num_clips)]
+
+
+class VideoInfinityPipeline:
+    """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
+
+    def __init__(self, unet: UNetModel, text_encoder: BoundModel, vae: BoundModel, tokenizer, scheduler_config: dict,
+                 *, devices=None, dtype=None):
+        self.mesh: Mesh = clip_mesh(devices)
+        self.dtype = resolve_dtype(dtype, self.mesh.devices.flat[0].platform)
+        self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
+        self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
+        rep = replicated(self.mesh)
+        cast = lambda tree: jax.tree.map(lambda a: put_global(np.asarray(a, np.float32), rep).astype(self.dtype), tree)
+        self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
+        self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
+        self._loops: dict = {}
+        self._predict: dict = {}
+        self._progress: Callable[[int], None] | None = None
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=None) -> "VideoInfinityPipeline":
+        """From a converted checkpoint folder, or ``"tiny-random"`` (a small random model, no download)."""
+        if str(checkpoint_dir) == "tiny-random":
+            return cls.tiny_random(devices=devices, dtype=dtype)
+        from vinf_jax import checkpoint
+
+        ck = checkpoint.load(checkpoint_dir)
+        text = BoundModel(lambda r: CLIPTextModel(ck.text_encoder_config, rngs=r), ck.text_encoder_config,
+                          ck.text_encoder_params)
+        vae = BoundModel(lambda r: VAEDecoder(ck.vae_config, rngs=r), ck.vae_config, ck.vae_params)
+        return cls(ck.unet, text, vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+
+    @classmethod
+    def tiny_random(cls, seed: int = 0, devices=None, dtype=None) -> "VideoInfinityPipeline":
+        from vinf_jax import tiny
+        from vinf_jax.loading import abstract_params
+        from vinf_jax.models.unet3d import UNet3D
+
+        def bound(ctor, cfg, s):
+            return BoundModel(ctor, cfg, tiny.random_params(abstract_params(ctor)[1], seed + s))
+
+        unet = UNetModel(tiny.UNET, bound(lambda r: UNet3D(tiny.UNET, rngs=r), tiny.UNET, 0).params)
+        text = bound(lambda r: CLIPTextModel(tiny.TEXT, rngs=r), tiny.TEXT, 1)
+        vae = bound(lambda r: VAEDecoder(tiny.VAE, rngs=r), tiny.VAE, 2)
+        return cls(unet, text, vae, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @partial(jax.jit, static_argnums=0)
+    def _encode(self, params, ids):
+        return self.text_encoder.module(params)(ids)
+
+    def encode_prompt(self, prompts: str | Sequence[str]) -> np.ndarray:
+        """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
+        return np.asarray(self._encode(self._text_params, jnp.asarray(tokenize(self.tokenizer, prompts))))
+
+    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None):
+        """One clip-parallel noise prediction for a whole video (no guidance).
+
+        latents (B, C, T, h, w) in diffusers' layout; prompt_embeds (B, N, L, D) per clip, or
+        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices.
+        """
+        latents = np.asarray(latents, np.float32)
+        b, _, t = latents.shape[:3]
+        vi = vi_config or VideoInfinityConfig()
+        n = vi.num_clips or self.num_devices
+        self._check_clips(n, t)
+        emb = np.asarray(prompt_embeds, np.float32)
+        emb = np.broadcast_to(emb.reshape((1,) * (4 - emb.ndim) + emb.shape), (b, n) + emb.shape[-2:])
+        key = (vi, n)
+        if key not in self._predict:
+            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh))
+        x = put_global(np.transpose(latents, (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
+        ctx = put_global(emb, clip_sharding(self.mesh, 4, 1))
+        out = self._predict[key](self._unet_params, x, jnp.float32(timestep), ctx.astype(self.dtype),
+                                 jnp.full((b,), fps, jnp.float32))
+        return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
+
+    def decode(self, latents, chunk: int = 8) -> np.ndarray:
+        """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) in [0, 1]; each device decodes its own
+        frames, ``chunk`` at a time, and the frames are gathered once."""
+        latents = np.asarray(latents, np.float32)
+        x = np.transpose(latents[0], (1, 2, 3, 0))  # (T, h, w, C)
+        if x.shape[0] % self.num_devices:
+            raise ConfigError(f"decode: {x.shape[0]} frames do not split over {self.num_devices} devices")
+        sharded = put_global(x, clip_sharding(self.mesh, 4, 0))
+        return gather_to_host(self._decode_fn(chunk)(self._vae_params, sharded))
+
+    def _decode_fn(self, chunk: int):
+        key = ("decode", chunk)
+        if key not in self._loops:
+            def local(params, z):
+                vae = self.vae.module(params)
+                n = z.shape[0]
+                c = math.gcd(n, chunk)
+                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(self.dtype)), z.reshape((n // c, c) + z.shape[1:]))
+                imgs = imgs.reshape((n,) + imgs.shape[2:]).astype(jnp.float32)
+                return jnp.clip(imgs / 2 + 0.5, 0.0, 1.0)
+
+            self._loops[key] = jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(LATENT_SPEC[1])),
+                                                     out_specs=P(LATENT_SPEC[1])))
+        return self._loops[key]
+
+    def _check_clips(self, n: int, frames: int):
+        if n % self.num_devices:
+            raise ConfigError(f"num_clips={n} is not a multiple of the {self.num_devices} devices")
+        if frames % n:
+            raise ConfigError(f"{frames} latent frames do not split into num_clips={n} clips")
+
+    # -- the whole video -------------------------------------------------------------------------
+    def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
+                 steps: int = 30, guidance_scale: float = 12.0, fps: float = 24, height: int = 320,
+                 width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
+                 scheduler: str | SchedulerSpec = "sde-dpmsolver++", vi_config: VideoInfinityConfig | None = None,
+                 output_type: str = "np", progress: Callable[[int], None] | None = None):
+        """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
+        in [0, 1], or latents (1, C, T, h, w) with ``output_type="latent"``."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ConfigError("prompts: at least one prompt is needed")
+        if output_type not in ("np", "latent"):
+            raise ConfigError(f"output_type={output_type!r}: allowed 'np' or 'latent'")
+        vi = vi_config or VideoInfinityConfig()
+        n = num_clips or vi.num_clips or self.num_devices
+        vi = vi.with_num_clips(n)
+        vi.check_num_frames(num_frames)
+        self._check_clips(n, n * num_frames)
+        s = self.vae_scale_factor
+        if height % s or width % s:
+            raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
+        h, w = height // s, width // s
+        spec = scheduler if isinstance(scheduler, SchedulerSpec) else SchedulerSpec.parse(scheduler)
+        solver = make_solver(spec, self.scheduler_config, steps)
+
+        unique = sorted(set(prompts), key=prompts.index)
+        emb = self.encode_prompt(unique + [negative_prompt])
+        per_clip = [unique.index(prompts[i]) for i in clip_prompt_index(n, len(prompts))]
+        cond = put_global(emb[per_clip][None], clip_sharding(self.mesh, 4, 1)).astype(self.dtype)
+        uncond = put_global(emb[-1:], replicated(self.mesh)).astype(self.dtype)
+
+        key = ("loop", vi, n, num_frames, (h, w), spec, steps)
+        if key not in self._loops:
+            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh,
+                               progress=self._report)
+            self._loops[key] = loop.build()
+        run, init_noise = self._loops[key]
+        seed_arr = jnp.uint32(seed)
+        if latents is None:
+            x = init_noise(seed_arr)
+        else:
+            x = put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
+        self._progress = progress
+        try:
+            x = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
+            x.block_until_ready()
+        finally:
+            self._progress = None
+        if output_type == "latent":
+            return np.transpose(gather_to_host(x), (0, 4, 1, 2, 3))
+        lat = gather_to_host(x)
+        return self.decode(np.transpose(lat, (0, 4, 1, 2, 3)))
+
+    def _report(self, step: int):
+        if self._progress is not None:
+            self._progress(step)

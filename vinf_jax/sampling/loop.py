@@ -1,0 +1,89 @@
+"""The denoising loop as ONE compiled program: jit(shard_map(fori_loop(UNet with CFG -> solver step))).
+
+Each device holds ``clips`` consecutive clips. Noise comes from keys derived from (seed, clip, step)
+alone, never from the device index, so the video does not depend on how many devices run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec as P
+
+from vinf_jax.config import VideoInfinityConfig
+from vinf_jax.parallel.apply import CONTEXT_SPEC, LATENT_SPEC, local_unet
+from vinf_jax.parallel.context import is_first_device, local_clip_ids
+from vinf_jax.sampling.schedulers import Solver
+
+TRACE_COUNT = {"denoise": 0}  # incremented at trace time: tests assert one compilation per shape
+
+
+def clip_key(seed: jax.Array, clip: jax.Array, step: jax.Array) -> jax.Array:
+    """The key of (seed, clip, step); step -1 draws the initial noise."""
+    key = jax.random.fold_in(jax.random.key(seed), clip)
+    return jax.random.fold_in(key, step + 1)
+
+
+def clip_noise(seed, clips, step, shape, dtype=jnp.float32) -> jax.Array:
+    """(1, clips * F, H, W, C) standard normal noise, one key per local clip; shape = (F, H, W, C)."""
+    ids = local_clip_ids(clips)
+    noise = jax.vmap(lambda c: jax.random.normal(clip_key(seed, c, step), shape, dtype))(ids)
+    return noise.reshape((1, clips * shape[0]) + shape[1:])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DenoiseLoop:
+    """Static description of one compiled loop; ``build`` returns the jitted function."""
+
+    model: object  # UNetModel
+    vi: VideoInfinityConfig
+    num_clips: int
+    frames: int  # F, frames per clip
+    latent_hw: tuple[int, int]
+    channels: int
+    solver: Solver
+    mesh: Mesh
+    progress: Callable[[int], None] | None = None
+
+    def build(self):
+        f, (h, w), ch = self.frames, self.latent_hw, self.channels
+        solver, clips = self.solver, self.num_clips // self.mesh.size
+        unet = local_unet(self.model, self.vi, self.num_clips)
+        progress = self.progress
+
+        def local(params, latents, cond, uncond, guidance, fps, seed):
+            """Inside shard_map over "clips": latents (1, clips*F, h, w, C) f32, cond (1, clips, L, D)."""
+            TRACE_COUNT["denoise"] += 1
+            timesteps = jnp.asarray(solver.timesteps, jnp.int32)
+            ctx = jnp.concatenate([jnp.broadcast_to(uncond[:, None], cond.shape), cond], axis=0)
+            fps2 = jnp.full((2,), fps, jnp.float32)
+
+            def body(i, carry):
+                x, state = carry
+                t = timesteps[i]
+                eps = unet(params, jnp.concatenate([x, x], axis=0), t, ctx, fps2).astype(jnp.float32)
+                eps = eps[:1] + guidance * (eps[1:] - eps[:1])
+                noise = clip_noise(seed, clips, i, (f, h, w, ch)) if solver.needs_noise else None
+                x, state = solver.step(state, i, eps, x, noise)
+                if progress is not None:
+                    jax.debug.callback(lambda first, step: progress(int(step)) if first else None,
+                                       is_first_device(), i)
+                return x, state
+
+            x = latents * solver.init_noise_sigma
+            # x * 0 makes the solver state vary over "clips" like x, as fori_loop's carry requires
+            state = jax.tree.map(lambda s: s + (x * 0).astype(s.dtype), solver.init_state(x))
+            x, _ = jax.lax.fori_loop(0, len(solver.timesteps), body, (x, state))
+            return x
+
+        def init_noise(seed):
+            return clip_noise(seed, clips, -1, (f, h, w, ch))
+
+        sharded = jax.shard_map(local, mesh=self.mesh,
+                                in_specs=(P(), LATENT_SPEC, CONTEXT_SPEC, P(), P(), P(), P()),
+                                out_specs=LATENT_SPEC)
+        noise = jax.shard_map(init_noise, mesh=self.mesh, in_specs=P(), out_specs=LATENT_SPEC)
+        return jax.jit(sharded), jax.jit(noise)
