@@ -33,3 +33,14 @@ def clip_sharding(mesh: Mesh, ndim: int, clip_axis: int) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int, timeout_s: int = 60) -> None:
+    """Join a multi-host job; fails within ``timeout_s`` naming the coordinator if it is unreachable."""
+    from vinf_jax.errors import ConfigError
+
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout_s)
+    except Exception as e:  # jax raises XlaRuntimeError / RuntimeError with a long gRPC message
+        raise ConfigError(f"distributed: cannot reach the coordinator at {coordinator} within {timeout_s} s "
+                          f"(process {process_id} of {num_processes}): {str(e).splitlines()[0][:200]}") from None
