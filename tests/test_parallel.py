@@ -118,3 +118,30 @@ def test_reduces_to_vanilla():
     van = np.asarray(model.module(model.params)(jnp.asarray(x), jnp.float32(321.0), jnp.asarray(ctx[:, 0]),
                                                  jnp.full((2,), 24.0)))
     close(got, van)
+
+
+def test_hlo_communication_is_the_designed_one():
+    """D = 8: halos move by collective-permute, global context by all-gather of exactly G rows."""
+    import re
+
+    n, f, d = 8, 6, 8
+    vi = vi_config(top_k=16, padding=2, conv_pad=2)  # S = 2 rows per clip, stride 3, G = 16
+    g_rows = vi.global_rows(f, n)
+    assert g_rows == 16
+    model = micro_model()
+    mesh = clip_mesh(d)
+    fn = jax.jit(sharded_unet(model, vi, n, mesh))
+    x, ctx = inputs(n, f)
+    hlo = fn.lower(jax.device_put(model.params, replicated(mesh)), jax.device_put(x, clip_sharding(mesh, 5, 1)),
+                   jnp.float32(900.0), jax.device_put(ctx, clip_sharding(mesh, 4, 1)),
+                   jnp.full((2,), 24.0, jnp.float32)).compile().as_text()
+    assert "collective-permute" in hlo
+    gathers = re.findall(r"= \w+\[([\d,]+)\][^\n]*? all-gather\(", hlo)
+    assert gathers, "no all-gather in the compiled program"
+    # k/v rows: (b = 2*h*w, rows, heads, d); the gathered row axis must be exactly G
+    heads_dims = {(MICRO.block_out_channels[0] // MICRO.attention_head_dim, MICRO.attention_head_dim),
+                  (8, MICRO.attention_head_dim)}
+    for shape in gathers:
+        dims = tuple(int(s) for s in shape.split(","))
+        assert dims[1] == g_rows and tuple(dims[2:]) in heads_dims, dims
+    assert "all-reduce" not in hlo or vi.group_norm.sync  # no stray reductions without norm sync

@@ -1,34 +1,46 @@
-"""A vinf_jax checkpoint: one self-describing folder holding every component.
+"""A vinf_jax checkpoint: one self-describing folder holding every component; ``load`` reads it.
 
 Layout (written by ``python -m convert.videocrafter2``)::
 
     vinf_jax_checkpoint.json     format version, components, source and library versions
-    unet/config.json  unet/params/           (orbax)
-    text_encoder/config.json  text_encoder/params/
-    vae/config.json  vae/params/
-    tokenizer/                   the CLIPTokenizer files, as saved by transformers
-    scheduler/scheduler_config.json
+    unet/config.json  unet/params/  unet/params.sha256.json
+    text_encoder/config.json  text_encoder/params/  text_encoder/params.sha256.json
+    vae/config.json  vae/params/  vae/params.sha256.json
+    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline
+    scheduler/scheduler_config.json   copied verbatim from the pipeline
 
-Parameters are stored as float32 nested dicts with string keys (list indices as "0", "1", ...), and
-are restored against the abstract tree of the model built from the stored config, so a folder of
-another architecture fails at load with the component named.
+A UNet-only checkpoint (``--unet`` without ``--base``) has just ``unet/`` and lists only it.
+
+Parameters are float32 nested dicts with string keys (list indices as "0", "1", ...), saved by orbax
+as one zarr array per parameter (no OCDBT, whose file names are random), so converting the same
+weights twice gives byte-identical array files. ``params.sha256.json`` records the size and SHA-256
+of every file under ``params/`` except orbax's bookkeeping (``_CHECKPOINT_METADATA`` holds
+timestamps, ``commit_success.txt`` the path written to): zarr does not notice a garbled chunk, so
+the checksums are how a damaged folder is caught. Parameters are restored against the abstract
+tree of the model built from the stored config, so a folder of another architecture fails at load
+with the parameter named.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-import jax
 import numpy as np
 
-from vinf_jax.errors import CheckpointError
+from vinf_jax.errors import CheckpointError, VinfError
 
 MARKER = "vinf_jax_checkpoint.json"
-FORMAT = 1
+FORMAT = 2  # 2: non-OCDBT orbax params with params.sha256.json; text encoder, VAE, tokenizer, scheduler
+CHECKSUMS = "params.sha256.json"
+COMPONENTS = ("unet", "text_encoder", "vae", "tokenizer", "scheduler")
+_ORBAX_BOOKKEEPING = ("_CHECKPOINT_METADATA", "commit_success.txt")
 
 
 def _stringify(tree):
@@ -43,42 +55,129 @@ def _intify(tree):
     return tree
 
 
+def _flat(tree, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _param_files(params_dir: Path) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every data/metadata file orbax wrote, bookkeeping excluded."""
+    return {p.relative_to(params_dir).as_posix(): [p.stat().st_size, _sha256(p)]
+            for p in sorted(params_dir.rglob("*")) if p.is_file() and p.name not in _ORBAX_BOOKKEEPING}
+
+
 def save_params(folder: str | os.PathLike, params: dict) -> None:
-    """Write a nested pure-dict of arrays to ``folder/params`` with orbax."""
+    """Write a nested pure-dict of arrays to ``folder/params`` with orbax, and its checksums."""
     import orbax.checkpoint as ocp
 
     path = Path(folder).absolute() / "params"
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(path, _stringify(jax.tree.map(np.asarray, params)))
-    ckptr.wait_until_finished()
+    tree = _stringify(_numpy_tree(params))
+    with ocp.Checkpointer(ocp.StandardCheckpointHandler(use_ocdbt=False)) as ckptr:
+        ckptr.save(path, args=ocp.args.StandardSave(tree))
+    write_json(path.parent / CHECKSUMS, {"files": _param_files(path)})
 
 
-def load_params(folder: str | os.PathLike, abstract: dict, what: str) -> dict:
-    """Restore ``folder/params`` against ``abstract`` (a pure dict of ShapeDtypeStructs)."""
+def _numpy_tree(tree):
+    if isinstance(tree, dict):
+        return {k: _numpy_tree(v) for k, v in tree.items()}
+    return np.asarray(tree, np.float32)
+
+
+def verify_params(folder: str | os.PathLike, what: str) -> None:
+    """Every file listed in ``folder/params.sha256.json`` exists under ``params/`` with its size and hash."""
+    folder = Path(folder)
+    manifest = read_json(folder / CHECKSUMS, what).get("files")
+    if not isinstance(manifest, dict) or not manifest:
+        raise CheckpointError(f"{what}: {folder / CHECKSUMS} lists no files")
+    problems = []
+    for rel, (size, digest) in sorted(manifest.items()):
+        p = folder / "params" / rel
+        if not p.is_file():
+            problems.append(f"{p} is missing")
+        elif p.stat().st_size != size:
+            problems.append(f"{p} has {p.stat().st_size} bytes, expected {size} (truncated?)")
+        elif _sha256(p) != digest:
+            problems.append(f"{p} is corrupt (SHA-256 differs from {CHECKSUMS})")
+    if problems:
+        raise CheckpointError(f"{what}: damaged parameter files (convert again): " + "; ".join(problems))
+
+
+def _check_tree(path: Path, found: dict, abstract: dict, what: str) -> None:
+    """One error naming every missing, unexpected and mis-shaped parameter."""
+    want = {k: tuple(v.shape) for k, v in _flat(abstract).items()}
+    have = {k: tuple(v.shape) for k, v in _flat(found).items()}
+    missing, unexpected = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+    shapes = sorted(f"{k}: stored {have[k]}, config expects {want[k]}" for k in want.keys() & have.keys()
+                    if have[k] != want[k])
+    problems = [f"{len(v)} {name}: " + ", ".join(v) for name, v in
+                (("missing parameter(s)", missing), ("unexpected parameter(s)", unexpected),
+                 ("shape mismatch(es)", shapes)) if v]
+    if problems:
+        raise CheckpointError(f"{what}: parameters in {path} do not fit {path.parent / 'config.json'} "
+                              "(a checkpoint of another architecture?): " + "; ".join(problems))
+
+
+def load_params(folder: str | os.PathLike, abstract: dict, what: str, *, verify: bool = True) -> dict:
+    """Restore ``folder/params`` against ``abstract`` (a pure dict of ShapeDtypeStructs).
+
+    ``verify`` checks the files against ``params.sha256.json`` first (reads every byte once).
+    """
+    import jax
     import orbax.checkpoint as ocp
 
     path = Path(folder).absolute() / "params"
     if not path.is_dir():
         raise CheckpointError(f"{what}: parameter folder {path} is missing")
+    if verify:
+        verify_params(path.parent, what)
     target = _stringify(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, np.float32), abstract))
-    try:
-        restored = ocp.StandardCheckpointer().restore(path, target)
-    except Exception as e:  # orbax raises many types; the user needs the folder and the reason
-        raise CheckpointError(f"{what}: cannot restore parameters from {path}: {type(e).__name__}: {e}") from None
+    with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+        try:
+            meta = ckptr.metadata(path)
+            meta = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+        except Exception as e:  # orbax raises many types; the user needs the folder and the reason
+            raise CheckpointError(f"{what}: cannot read parameter metadata in {path}: {type(e).__name__}: {e}") from None
+        _check_tree(path, meta, target, what)
+        try:
+            restored = ckptr.restore(path, args=ocp.args.StandardRestore(target))
+        except Exception as e:
+            raise CheckpointError(f"{what}: cannot restore parameters from {path}: {type(e).__name__}: {e}") from None
+    _check_tree(path, restored, target, what)  # orbax returns the stored shape where it differs
     return _intify(restored)
 
 
 def read_json(path: Path, what: str) -> dict:
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{what}: {path} is missing") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"{what}: {path} is unreadable: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what}: {path} does not hold a JSON object")
+    return data
 
 
 def write_json(path: Path, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def config_to_dict(cfg) -> dict:
+    """A frozen config dataclass as JSON-ready data (tuples as lists); ``type(cfg).from_dict`` inverts it."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
 def atomic_folder(out: str | os.PathLike):
@@ -100,3 +199,107 @@ def atomic_folder(out: str | os.PathLike):
             raise
 
     return cm()
+
+
+# ----------------------------------------------------------------------------------------- load
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """Config and float32 params of the text encoder or VAE decoder; ``module()`` builds the NNX module."""
+
+    config: Any  # CLIPTextConfig or VAEConfig
+    params: dict  # nested pure dict of numpy arrays, list indices as int keys
+    module_cls: type  # CLIPTextModel or VAEDecoder
+
+    def module(self):
+        return self.module_cls.from_params(self.config, self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Everything a converted folder holds. Components absent from a UNet-only checkpoint are None."""
+
+    path: Path
+    components: tuple[str, ...]  # as listed in the marker
+    unet: Any  # vinf_jax.loading.UNetModel
+    text_encoder: Component | None
+    vae: Component | None
+    tokenizer: Any | None  # transformers.CLIPTokenizer
+    scheduler_config: dict | None  # diffusers scheduler_config.json, verbatim
+    info: dict  # the marker: format, components, source, versions
+
+
+def _model_types(name: str):
+    """(config class, abstract params of a config, result from (config, params)) of a component."""
+    from flax import nnx
+
+    def abstract_of(cls):
+        return lambda cfg: nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))), nnx.Param))
+
+    if name == "unet":
+        from vinf_jax.loading import UNetModel, unet_from_config
+        from vinf_jax.models.unet3d import UNetConfig
+
+        return UNetConfig, lambda cfg: unet_from_config(cfg)[1], UNetModel
+    if name == "text_encoder":
+        from vinf_jax.models.clip_text import CLIPTextConfig as cfg_cls, CLIPTextModel as cls
+    else:
+        from vinf_jax.models.vae import VAEConfig as cfg_cls, VAEDecoder as cls
+    return cfg_cls, abstract_of(cls), lambda cfg, params: Component(cfg, params, cls)
+
+
+def _load_model(root: Path, name: str, verify: bool):
+    folder = root / name
+    if not folder.is_dir():
+        raise CheckpointError(f"{name}: component folder {folder} is missing (listed in {root / MARKER})")
+    cfg_cls, abstract_of, make = _model_types(name)
+    cfg_path = folder / "config.json"
+    try:
+        cfg = cfg_cls.from_dict(read_json(cfg_path, name))
+    except CheckpointError:
+        raise
+    except (VinfError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{name}: {cfg_path} is not a valid config: {e}") from None
+    return make(cfg, load_params(folder, abstract_of(cfg), name, verify=verify))
+
+
+def _load_tokenizer(folder: Path):
+    if not folder.is_dir():
+        raise CheckpointError(f"tokenizer: folder {folder} is missing")
+    from transformers import CLIPTokenizer
+
+    try:
+        return CLIPTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # transformers raises OSError, ValueError, TypeError... for bad files
+        raise CheckpointError(f"tokenizer: cannot load {folder}: {type(e).__name__}: {e}") from None
+
+
+def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
+    """Read the checkpoint folder ``path`` written by ``python -m convert.videocrafter2``.
+
+    Raises :class:`CheckpointError` naming the file or folder when the marker, a component, a config
+    or a parameter file is missing or damaged, or the parameters do not fit their config.
+    ``verify=False`` skips the SHA-256 check of the parameter files (a few seconds at full size).
+    """
+    root = Path(path).absolute()
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint folder {root} does not exist")
+    if not (root / MARKER).is_file():
+        raise CheckpointError(f"{root} has no {MARKER}, so it is not a (complete) vinf_jax checkpoint; "
+                              "convert one with `python -m convert.videocrafter2`")
+    info = read_json(root / MARKER, "checkpoint marker")
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"{root / MARKER}: format {info.get('format')!r}, but this vinf_jax reads "
+                              f"format {FORMAT}; convert the weights again")
+    components = info.get("components")
+    if (not isinstance(components, list) or "unet" not in components
+            or any(c not in COMPONENTS for c in components)):
+        raise CheckpointError(f"{root / MARKER}: components {components!r} must list 'unet' and only {COMPONENTS}")
+    models = {name: _load_model(root, name, verify) if name in components else None
+              for name in ("unet", "text_encoder", "vae")}
+    scheduler = (read_json(root / "scheduler" / "scheduler_config.json", "scheduler")
+                 if "scheduler" in components else None)
+    tokenizer = _load_tokenizer(root / "tokenizer") if "tokenizer" in components else None
+    return Checkpoint(path=root, components=tuple(components), tokenizer=tokenizer,
+                      scheduler_config=scheduler, info=info, **models)

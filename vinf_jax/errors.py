@@ -15,3 +15,7 @@ class ConversionError(VinfError, ValueError):
 
 class CheckpointError(VinfError, ValueError):
     """A vinf_jax checkpoint folder is missing, partial, corrupt or of another architecture."""
+
+
+class NonFiniteError(VinfError, FloatingPointError):
+    """NaN or inf appeared during denoising; the message names the step."""

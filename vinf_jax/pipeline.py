@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import VideoInfinityConfig
-from vinf_jax.errors import ConfigError
+from vinf_jax.errors import ConfigError, NonFiniteError
 from vinf_jax.loading import BoundModel, UNetModel
 from vinf_jax.models.clip_text import CLIPTextModel, tokenize
 from vinf_jax.models.vae import VAEDecoder
@@ -217,10 +217,13 @@ class VideoInfinityPipeline:
             x = put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
         self._progress = progress
         try:
-            x = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
-            x.block_until_ready()
+            x, bad = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
+            bad = gather_to_host(bad)
         finally:
             self._progress = None
+        if (bad >= 0).any():
+            raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
+                                 f"of {steps} (check the weights and dtype)")
         if output_type == "latent":
             return np.transpose(gather_to_host(x), (0, 4, 1, 2, 3))
         lat = gather_to_host(x)

@@ -62,28 +62,31 @@ class DenoiseLoop:
             fps2 = jnp.full((2,), fps, jnp.float32)
 
             def body(i, carry):
-                x, state = carry
+                x, state, bad = carry
                 t = timesteps[i]
                 eps = unet(params, jnp.concatenate([x, x], axis=0), t, ctx, fps2).astype(jnp.float32)
                 eps = eps[:1] + guidance * (eps[1:] - eps[:1])
                 noise = clip_noise(seed, clips, i, (f, h, w, ch)) if solver.needs_noise else None
                 x, state = solver.step(state, i, eps, x, noise)
+                # first step whose latents hold NaN/inf on this device (-1: none); one reduction a step
+                bad = jnp.where((bad < 0) & ~jnp.isfinite(x).all(), i, bad)
                 if progress is not None:
                     jax.debug.callback(lambda first, step: progress(int(step)) if first else None,
                                        is_first_device(), i)
-                return x, state
+                return x, state, bad
 
             x = latents * solver.init_noise_sigma
             # x * 0 makes the solver state vary over "clips" like x, as fori_loop's carry requires
             state = jax.tree.map(lambda s: s + (x * 0).astype(s.dtype), solver.init_state(x))
-            x, _ = jax.lax.fori_loop(0, len(solver.timesteps), body, (x, state))
-            return x
+            bad = (x * 0).astype(jnp.int32).sum() - 1  # -1, varying over "clips" like the carry
+            x, _, bad = jax.lax.fori_loop(0, len(solver.timesteps), body, (x, state, bad))
+            return x, bad[None]
 
         def init_noise(seed):
             return clip_noise(seed, clips, -1, (f, h, w, ch))
 
         sharded = jax.shard_map(local, mesh=self.mesh,
                                 in_specs=(P(), LATENT_SPEC, CONTEXT_SPEC, P(), P(), P(), P()),
-                                out_specs=LATENT_SPEC)
+                                out_specs=(LATENT_SPEC, P(LATENT_SPEC[1])))
         noise = jax.shard_map(init_noise, mesh=self.mesh, in_specs=P(), out_specs=LATENT_SPEC)
         return jax.jit(sharded), jax.jit(noise)

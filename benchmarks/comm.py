@@ -1,0 +1,350 @@
+#!/usr/bin/env python
+"""Bytes every device sends per UNet evaluation of the clip-parallel UNet, measured from XLA's HLO
+and checked against the spec's analytic count (SPEC-video-infinity.md section 5).
+
+    python benchmarks/comm.py                      # full size, D = 8 virtual CPU devices
+    python benchmarks/comm.py --small              # tiny UNet, seconds
+    python benchmarks/comm.py --step-json unet_step.json --out comm.json
+
+No weights are allocated: parameters and inputs are ``jax.ShapeDtypeStruct``s carrying their
+shardings, and the program is only lowered (and by default compiled) for D virtual CPU devices.
+Every collective in the HLO runs once per evaluation (the UNet has no loops), so the total of
+their sizes is the traffic of one guided UNet call. The script exits with status 1 if the
+measured bytes differ from the analytic count.
+
+Counting ("bytes sent by one interior device"):
+  collective-permute  the operand (one halo to one neighbour);
+  all-gather          (D - 1) x the operand (its rows go to every other device);
+  all-reduce          payload size (a ring all-reduce sends 2 (D - 1) / D of it; reported apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+
+
+def _parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", action="store_true", help="tiny UNet, 128x128 video, F=8 (CPU seconds)")
+    p.add_argument("--devices", type=int, default=8, help="D, virtual CPU devices = clips (default 8)")
+    p.add_argument("--clips", type=int, default=None, help="N, clips in the video (default D)")
+    p.add_argument("--frames", type=int, default=None, help="F, frames per clip (default 24; 8 with --small)")
+    p.add_argument("--height", type=int, default=None, help="video height in pixels (default 320; 128 with --small)")
+    p.add_argument("--width", type=int, default=None, help="video width in pixels (default 512; 128 with --small)")
+    p.add_argument("--batch", type=int, default=2, help="UNet batch (2 = classifier-free guidance)")
+    p.add_argument("--dtype", default="bfloat16", help="activation and parameter dtype (default bfloat16)")
+    p.add_argument("--attn-padding", type=int, default=8, help="plugin_configs.attn.padding P (default 8)")
+    p.add_argument("--top-k", type=int, default=16, help="plugin_configs.attn.top_k K (default 16)")
+    p.add_argument("--conv-padding", type=int, default=4, help="plugin_configs.conv_layer.padding Pc (default 4)")
+    p.add_argument("--gn-sync", action="store_true", help="plugin_configs.group_norm.sync = true (default off, as shipped)")
+    p.add_argument("--stage", choices=("compiled", "lowered"), default="compiled",
+                   help="HLO after XLA's optimisations (compiled) or as lowered (default compiled)")
+    p.add_argument("--step-ms", type=float, default=None, help="UNet step time in ms for the projection")
+    p.add_argument("--step-json", default=None, help="read the step time from a unet_step.py JSON")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--dump-hlo", default=None, help="write the HLO text here")
+    return p.parse_args(argv)
+
+
+ARGS = _parse_args()
+# Virtual devices must be requested before jax is imported.
+os.environ["XLA_FLAGS"] = " ".join(
+    [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    + [f"--xla_force_host_platform_device_count={ARGS.devices}"])
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, VideoInfinityConfig  # noqa: E402
+from vinf_jax.loading import UNetModel, unet_from_config  # noqa: E402
+from vinf_jax.models.unet3d import UNetConfig  # noqa: E402
+from vinf_jax.parallel.apply import sharded_unet  # noqa: E402
+from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated  # noqa: E402
+
+LINKS = (("NVLink 900 GB/s", 900e9), ("PCIe 64 GB/s", 64e9), ("100 Gb/s network (12.5 GB/s)", 12.5e9))
+DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
+               "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+KINDS = ("collective-permute", "all-gather", "all-reduce", "reduce-scatter", "all-to-all")
+
+
+# --------------------------------------------------------------------------- HLO parsing
+_SHAPE = re.compile(r"\b([a-z]+[0-9]*)\[([0-9,]*)\]")
+_OP = re.compile(r"=\s*(?P<type>\([^=]*?\)|[a-z]+[0-9]*\[[0-9,]*\](?:\{[^}]*\})?)\s+"
+                 r"(?P<op>collective-permute|all-gather|all-reduce|reduce-scatter|all-to-all)"
+                 r"(?P<suffix>-start|-done)?\((?P<rest>.*)$")
+_GROUPS = re.compile(r"replica_groups=\{\{([0-9,]*)\}")
+_GROUPS_IOTA = re.compile(r"replica_groups=\[(\d+),(\d+)\]")
+
+
+def shape_bytes(text: str) -> int:
+    total = 0
+    for dt, dims in _SHAPE.findall(text):
+        if dt not in DTYPE_BYTES:
+            continue
+        n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+        total += n * DTYPE_BYTES[dt]
+    return total
+
+
+def group_size(rest: str, default: int) -> int:
+    m = _GROUPS.search(rest)
+    if m:
+        return len([x for x in m.group(1).split(",") if x])
+    m = _GROUPS_IOTA.search(rest)
+    if m:
+        return int(m.group(2))
+    return default
+
+
+def collectives_from_hlo(text: str, devices: int) -> list[dict]:
+    """Every collective of an HLO module's text: kind, dtype, result bytes and bytes sent per device.
+
+    Async pairs are counted once, at their ``-done`` (whose result is the collective's output).
+    """
+    found = []
+    for line in text.splitlines():
+        m = _OP.search(line)
+        if not m or m.group("suffix") == "-start":
+            continue
+        kind, typ, rest = m.group("op"), m.group("type"), m.group("rest")
+        if m.group("suffix") == "-done":
+            # the -done's operand is the -start; its groups live on the -start line, so assume all D
+            g = devices
+        else:
+            g = group_size(rest, devices)
+        out_bytes = shape_bytes(typ)
+        if kind == "collective-permute":
+            sent = out_bytes
+        elif kind == "all-gather":
+            sent = out_bytes * (g - 1) // g
+        elif kind == "reduce-scatter":
+            sent = out_bytes * (g - 1)
+        else:  # all-reduce payload; all-to-all: everything but the own slice
+            sent = out_bytes if kind == "all-reduce" else out_bytes * (g - 1) // g
+        dtypes = sorted({dt for dt, _ in _SHAPE.findall(typ) if dt in DTYPE_BYTES})
+        found.append({"kind": kind, "type": typ.split("{")[0], "dtypes": dtypes, "result_bytes": out_bytes,
+                      "group": g, "sent_bytes": sent})
+    return found
+
+
+# --------------------------------------------------------------------------- analytic count
+def temporal_layers(cfg: UNetConfig, h: int, w: int) -> list[tuple[str, int, int, int]]:
+    """Every temporal layer of the UNet as (kind, h, w, width), from the config alone.
+
+    kind "conv": a TemporalConvLayer on ``width`` channels; "transformer": a temporal transformer
+    whose attentions have inner width ``width`` (heads x head size). Walks diffusers'
+    UNet3DConditionModel: transformer_in, down blocks, mid block, up blocks.
+    """
+    chans = list(cfg.block_out_channels)
+    dh = cfg.head_dims()
+    last = len(chans) - 1
+    cross_down = [t == "CrossAttnDownBlock3D" for t in cfg.down_block_types]
+    cross_up = [t == "CrossAttnUpBlock3D" for t in cfg.up_block_types]
+    layers = [("transformer", h, w, 8 * dh[0])]  # transformer_in: 8 heads of attention_head_dim
+    sizes = [(h, w)]
+    for i, c in enumerate(chans):
+        for _ in range(cfg.layers_per_block):
+            layers.append(("conv", h, w, c))
+            if cross_down[i]:
+                layers.append(("transformer", h, w, (c // dh[i]) * dh[i]))
+        if i < last:  # Conv2d(3, stride 2, padding 1): ceil(h / 2)
+            h, w = (h + 1) // 2, (w + 1) // 2
+            sizes.append((h, w))
+    c = chans[-1]
+    layers += [("conv", h, w, c), ("transformer", h, w, (c // dh[-1]) * dh[-1]), ("conv", h, w, c)]
+    rchans, rdh = chans[::-1], dh[::-1]
+    for i, c in enumerate(rchans):
+        for _ in range(cfg.layers_per_block + 1):
+            layers.append(("conv", h, w, c))
+            if cross_up[i]:
+                layers.append(("transformer", h, w, (c // rdh[i]) * rdh[i]))
+        if i < last:  # upsample to the resolution of the matching down level
+            h, w = sizes[last - 1 - i]
+    return layers
+
+
+def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, clips: int, frames: int,
+                   h: int, w: int, batch: int, itemsize: int) -> dict:
+    """The spec's section 5, per interior device, per UNet evaluation."""
+    local_clips = clips // devices
+    pc, p = vi.conv_layer.padding, vi.attn.padding
+    shared = len(vi.shared_frames(frames, clips))
+    g_rows = vi.global_rows(frames, clips)
+    out = {"collective-permute": 0, "all-gather": 0, "all-reduce": 0}
+    counts = {"collective-permute": 0, "all-gather": 0, "all-reduce": 0}
+    per_layer = []
+    groups = cfg.norm_num_groups
+    for kind, lh, lw, width in temporal_layers(cfg, h, w):
+        row = {"kind": kind, "h": lh, "w": lw, "width": width, "ppermute": 0, "all_gather": 0, "psum": 0}
+        frame = batch * lh * lw * width * itemsize  # one frame of the layer input (conv) or of k / v
+        if devices > 1:
+            if kind == "conv":
+                if pc > 0:  # Pc frames of the input to each neighbour
+                    row["ppermute"] += 2 * pc * frame
+                    counts["collective-permute"] += 2
+                if vi.group_norm.sync:  # 4 norms x (sum, count, sum of squares) in f32
+                    row["psum"] += 4 * (2 * batch * groups * 4 + 4)
+                    counts["all-reduce"] += 4 * 3
+            else:
+                for _attn in ("attn1", "attn2"):
+                    for _kv in ("k", "v"):
+                        if p > 0:  # P frames to each neighbour
+                            row["ppermute"] += 2 * p * frame
+                            counts["collective-permute"] += 2
+                        if g_rows == clips * shared:  # all_gather of every clip's shared rows
+                            row["all_gather"] += (devices - 1) * local_clips * shared * frame
+                            counts["all-gather"] += 1
+                        else:  # G < N * shared: psum of a G-row buffer
+                            row["psum"] += g_rows * frame
+                            counts["all-reduce"] += 1
+                if vi.group_norm.sync:
+                    row["psum"] += 2 * batch * groups * 4 + 4
+                    counts["all-reduce"] += 3
+        out["collective-permute"] += row["ppermute"]
+        out["all-gather"] += row["all_gather"]
+        out["all-reduce"] += row["psum"]
+        per_layer.append(row)
+    n_conv = sum(1 for r in per_layer if r["kind"] == "conv")
+    n_tt = len(per_layer) - n_conv
+    return {"bytes": out, "counts": counts, "total": sum(out.values()), "temporal_convs": n_conv,
+            "temporal_transformers": n_tt, "temporal_attentions": 2 * n_tt, "shared_per_clip": shared,
+            "global_rows": g_rows, "layers": per_layer}
+
+
+# --------------------------------------------------------------------------- main
+def main(args) -> int:
+    small = args.small
+    frames = args.frames or (8 if small else 24)
+    height = args.height or (128 if small else 320)
+    width = args.width or (128 if small else 512)
+    devices = args.devices
+    clips = args.clips or devices
+    dtype = jnp.dtype(args.dtype)
+    lh, lw = height // 8, width // 8
+    cfg = UNetConfig.from_dict(common.unet_dict(small))
+    vi = VideoInfinityConfig(attn=AttnConfig(padding=args.attn_padding, top_k=args.top_k),
+                             conv_layer=ConvLayerConfig(padding=args.conv_padding),
+                             group_norm=GroupNormConfig(sync=args.gn_sync), num_clips=clips)
+    vi.check_num_frames(frames)
+    assert clips % devices == 0, (clips, devices)
+    assert len(jax.devices()) == devices, (jax.devices(), devices)
+
+    t0 = time.perf_counter()
+    mesh = clip_mesh(devices)
+    _, abstract = unet_from_config(cfg)
+    model = UNetModel(cfg, abstract)
+    rep = replicated(mesh)
+    params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype, sharding=rep), abstract)
+    x = jax.ShapeDtypeStruct((args.batch, clips * frames, lh, lw, cfg.in_channels), dtype,
+                             sharding=clip_sharding(mesh, 5, 1))
+    t = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
+    ctx = jax.ShapeDtypeStruct((args.batch, clips, 77, cfg.cross_attention_dim), dtype,
+                               sharding=clip_sharding(mesh, 4, 1))
+    fps = jax.ShapeDtypeStruct((args.batch,), jnp.float32, sharding=rep)
+    f = jax.jit(sharded_unet(model, vi, clips, mesh))
+    t_build = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    lowered = f.lower(params, x, t, ctx, fps)
+    t_lower = time.perf_counter() - t0
+    t_compile = None
+    if args.stage == "compiled":
+        t0 = time.perf_counter()
+        text = lowered.compile().as_text()
+        t_compile = time.perf_counter() - t0
+    else:
+        text = lowered.as_text(dialect="hlo")
+    if args.dump_hlo:
+        with open(args.dump_hlo, "w") as fh:
+            fh.write(text)
+
+    found = collectives_from_hlo(text, devices)
+    measured = {k: 0 for k in KINDS}
+    counts = {k: 0 for k in KINDS}
+    for c in found:
+        measured[c["kind"]] += c["sent_bytes"]
+        counts[c["kind"]] += 1
+    dtypes = sorted({d for c in found for d in c["dtypes"]})
+    ana = analytic_bytes(cfg, vi, devices=devices, clips=clips, frames=frames, h=lh, w=lw, batch=args.batch,
+                         itemsize=dtype.itemsize)
+    measured_total = sum(measured.values())
+    ok = (measured_total == ana["total"]
+          and all(measured[k] == ana["bytes"].get(k, 0) for k in KINDS))
+
+    step_ms, step_src = args.step_ms, "--step-ms" if args.step_ms else None
+    if step_ms is None and args.step_json:
+        step_ms, step_src = step_from_json(args.step_json, frames)
+    projection = [{"link": name, "bytes_per_s": bw, "comm_ms": measured_total / bw * 1e3,
+                   "fraction_of_step": (measured_total / bw * 1e3 / step_ms) if step_ms else None}
+                  for name, bw in LINKS]
+
+    result = {
+        "benchmark": "comm", "env": common.env_info(),
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "setup": {"small": small, "devices": devices, "clips": clips, "frames_per_clip": frames,
+                  "video": [height, width], "latent": [lh, lw], "batch": args.batch, "dtype": args.dtype,
+                  "attn_padding": vi.attn.padding, "top_k": vi.attn.top_k, "conv_padding": vi.conv_layer.padding,
+                  "group_norm_sync": vi.group_norm.sync, "edge_mode": vi.edge_mode, "stage": args.stage},
+        "seconds": {"build": t_build, "lower": t_lower, "compile": t_compile},
+        "measured": {"bytes": measured, "counts": counts, "total": measured_total, "dtypes": dtypes,
+                     "all_reduce_ring_sent": measured["all-reduce"] * 2 * (devices - 1) // devices},
+        "analytic": {k: v for k, v in ana.items() if k != "layers"},
+        "analytic_layers": ana["layers"],
+        "match": ok,
+        "step_ms": step_ms, "step_source": step_src,
+        "projection": projection,
+    }
+    common.write_json(args.out, result)
+    print_report(result)
+    return 0 if ok else 1
+
+
+def step_from_json(path: str, frames: int) -> tuple[float | None, str | None]:
+    """The JAX vanilla step time for ``frames`` frames from a unet_step.py JSON (else its first run)."""
+    import json
+
+    data = json.load(open(path))
+    runs = [r for r in data.get("runs", []) if r.get("jax", {}).get("ms")]
+    pick = next((r for r in runs if r.get("frames") == frames), runs[0] if runs else None)
+    if pick is None:
+        return None, None
+    dev = data.get("env", {}).get("jax_device", "?")
+    return float(pick["jax"]["ms"]), f"{path}: jax, {pick['frames']} frames, {dev}"
+
+
+def print_report(r: dict) -> None:
+    s, m, a = r["setup"], r["measured"], r["analytic"]
+    fb = common.fmt_bytes
+    print(f"clip-parallel UNet, D={s['devices']} devices, N={s['clips']} clips x F={s['frames_per_clip']} frames, "
+          f"{s['video'][0]}x{s['video'][1]} (latent {s['latent'][0]}x{s['latent'][1]}), batch {s['batch']}, {s['dtype']}, "
+          f"P={s['attn_padding']} K={s['top_k']} Pc={s['conv_padding']} gn_sync={s['group_norm_sync']}")
+    sec = r["seconds"]
+    print(f"build {sec['build']:.1f} s, lower {sec['lower']:.1f} s"
+          + (f", compile {sec['compile']:.1f} s" if sec["compile"] is not None else "") + f" ({s['stage']} HLO)")
+    print(f"temporal layers: {a['temporal_convs']} convs, {a['temporal_transformers']} transformers "
+          f"({a['temporal_attentions']} attentions); shared frames per clip {a['shared_per_clip']}, G={a['global_rows']}")
+    print(f"{'collective':<20}{'count':>7}{'analytic':>8}{'bytes sent / device':>22}{'analytic':>16}")
+    for k in KINDS:
+        if m["counts"][k] or a["bytes"].get(k):
+            print(f"{k:<20}{m['counts'][k]:>7}{a['counts'].get(k, 0):>8}{m['bytes'][k]:>22,}{a['bytes'].get(k, 0):>16,}")
+    print(f"{'total':<35}{m['total']:>22,}{a['total']:>16,}  ({fb(m['total'])}; dtypes {m['dtypes']})")
+    print("MATCH" if r["match"] else "MISMATCH: measured != analytic")
+    step = r["step_ms"]
+    print(f"projected communication per UNet step (no overlap with compute)"
+          + (f", step {step:.1f} ms [{r['step_source']}]" if step else ""))
+    for p in r["projection"]:
+        frac = f"  = {100 * p['fraction_of_step']:.1f}% of the step" if p["fraction_of_step"] is not None else ""
+        print(f"  {p['link']:<32}{p['comm_ms']:>10.2f} ms{frac}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(ARGS))

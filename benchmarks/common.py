@@ -1,0 +1,228 @@
+"""Helpers shared by the benchmark scripts: model configs, random weights made on the device,
+timing, environment facts and JSON output.
+
+Nothing in ``vinf_jax`` imports this package; the scripts import ``vinf_jax`` like a user would.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_JSON = REPO.parent / "shared" / "reference" / "videocrafter2-architecture.json"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# Full-size configs, copied from ../shared/reference/videocrafter2-architecture.json (which does not
+# travel to the GPU machine: only the repository does). ``reference_configs`` prefers the file.
+FULL_UNET = {
+    "sample_size": 32, "in_channels": 4, "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
+    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
+    "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "downsample_padding": 1,
+    "mid_block_scale_factor": 1, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-05,
+    "cross_attention_dim": 1024, "attention_head_dim": 64, "num_attention_heads": None, "fps_cond": True,
+}
+FULL_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "layers_per_block": 2, "norm_num_groups": 32, "act_fn": "silu", "scaling_factor": 0.18215,
+}
+# Reference forward cost (torch FlopCounterMode on the diffusers module, batch 1, 40x64 latents),
+# from the reference JSON's notes: TFLOP per frame count.
+REFERENCE_TFLOP_BATCH1 = {16: 12.58, 24: 18.89}
+
+# Tiny configs of the same architecture (all four block types) for CPU smoke runs.
+SMALL_UNET = {
+    "in_channels": 4, "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
+    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
+    "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2, "norm_num_groups": 8,
+    "attention_head_dim": 8, "cross_attention_dim": 32, "num_attention_heads": None, "fps_cond": True,
+}
+SMALL_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [16, 16, 32, 32],
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "norm_num_groups": 8,
+    "scaling_factor": 0.18215,
+}
+
+
+def reference_configs() -> dict:
+    """{"unet": ..., "vae": ...} full-size dicts: the shared reference file if present, else the copy above."""
+    if REFERENCE_JSON.is_file():
+        ref = json.loads(REFERENCE_JSON.read_text())
+        strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}
+        unet = strip(ref["unet"])
+        unet["fps_cond"] = True
+        return {"unet": unet, "vae": strip(ref["vae"]), "source": str(REFERENCE_JSON)}
+    return {"unet": dict(FULL_UNET), "vae": dict(FULL_VAE), "source": "benchmarks/common.py (copy)"}
+
+
+def unet_dict(small: bool) -> dict:
+    return dict(SMALL_UNET) if small else reference_configs()["unet"]
+
+
+def vae_dict(small: bool) -> dict:
+    return dict(SMALL_VAE) if small else reference_configs()["vae"]
+
+
+# --------------------------------------------------------------------------- random weights (JAX)
+def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None):
+    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device inside one jit.
+
+    Kernels ~ N(0, 1/fan_in), norm scales near one, small biases: activations stay O(1) through
+    the network, so bf16 neither overflows nor times NaNs. Nothing passes through host memory.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+
+    def name(path):
+        last = path[-1]
+        return str(getattr(last, "key", getattr(last, "name", last)))
+
+    def make(key):
+        keys = jax.random.split(key, len(paths_leaves))
+        out = []
+        for k, (path, leaf) in zip(keys, paths_leaves):
+            n, shape = name(path), tuple(leaf.shape)
+            z = jax.random.normal(k, shape, jnp.float32)
+            if n == "kernel" and len(shape) >= 2:
+                v = z / np.sqrt(max(int(np.prod(shape[:-1])), 1))
+            elif n == "scale":
+                v = 1.0 + 0.1 * z
+            else:  # biases, embeddings, anything else
+                v = 0.02 * z
+            out.append(v.astype(dtype))
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    kw = {} if sharding is None else {"out_shardings": sharding}
+    return jax.jit(make, **kw)(jax.random.key(seed))
+
+
+def tree_bytes(tree) -> int:
+    import jax
+
+    return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
+
+
+# --------------------------------------------------------------------------- timing
+def time_jax(fn, args, steps: int, warmup: int) -> dict:
+    """Median wall time of ``fn(*args)`` over ``steps`` calls, each waited for with block_until_ready."""
+    import jax
+
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return summarize(times)
+
+
+def summarize(times_ms: list[float]) -> dict:
+    return {"ms": statistics.median(times_ms), "ms_min": min(times_ms), "ms_max": max(times_ms),
+            "n": len(times_ms), "all_ms": [round(t, 3) for t in times_ms]}
+
+
+def cost_flops(compiled) -> float | None:
+    """FLOPs of a compiled XLA program from its cost analysis (dict, or list of dicts in older jax)."""
+    try:
+        ca = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - some backends do not implement it
+        return None
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else None
+    if not ca or "flops" not in ca:
+        return None
+    return float(ca["flops"])
+
+
+def memory_analysis(compiled) -> dict | None:
+    """Bytes XLA assigned to a compiled program (arguments, outputs, temporaries)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if m is None:
+        return None
+    keys = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes", "generated_code_size_in_bytes")
+    out = {k: int(getattr(m, k)) for k in keys if hasattr(m, k)}
+    out["total_bytes"] = (out.get("argument_size_in_bytes", 0) + out.get("output_size_in_bytes", 0)
+                          + out.get("temp_size_in_bytes", 0) - out.get("alias_size_in_bytes", 0))
+    return out
+
+
+def device_memory(device) -> dict:
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001
+        stats = {}
+    return {k: int(stats[k]) for k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit") if k in stats}
+
+
+def matmul_peak_jax(n: int, reps: int = 10, dtype_name: str = "bfloat16") -> dict:
+    """Median TFLOP/s of an n x n x n matmul in JAX on the default device (random operands)."""
+    import jax
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(dtype_name)
+    ka, kb = jax.random.split(jax.random.key(1))
+    a = jax.random.normal(ka, (n, n), dtype)
+    b = jax.random.normal(kb, (n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    t = time_jax(f, (a, b), steps=reps, warmup=3)
+    flops = 2.0 * n ** 3
+    del a, b
+    return {"n": n, "dtype": dtype_name, "ms": t["ms"], "tflops": flops / (t["ms"] * 1e-3) / 1e12}
+
+
+# --------------------------------------------------------------------------- environment, output
+def env_info() -> dict:
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "host": platform.node(), "machine": platform.machine()}
+    for mod in ("jax", "jaxlib", "flax", "torch", "diffusers", "numpy"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            info[mod] = getattr(m, "__version__", "?")
+    try:
+        import jax
+
+        d = jax.devices()[0]
+        info["jax_backend"] = jax.default_backend()
+        info["jax_device"] = getattr(d, "device_kind", str(d))
+        info["jax_device_count"] = jax.device_count()
+    except Exception:  # noqa: BLE001
+        pass
+    return info
+
+
+def write_json(path: str | os.PathLike | None, data: dict) -> None:
+    """Write ``data`` atomically (a half-written file never replaces a whole one)."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
