@@ -41,8 +41,8 @@ def _parse_args(argv=None):
     p.add_argument("--top-k", type=int, default=16, help="plugin_configs.attn.top_k K (default 16)")
     p.add_argument("--conv-padding", type=int, default=4, help="plugin_configs.conv_layer.padding Pc (default 4)")
     p.add_argument("--gn-sync", action="store_true", help="plugin_configs.group_norm.sync = true (default off, as shipped)")
-    p.add_argument("--stage", choices=("compiled", "lowered"), default="compiled",
-                   help="HLO after XLA's optimisations (compiled) or as lowered (default compiled)")
+    p.add_argument("--stage", choices=("compiled", "lowered"), default="lowered",
+                   help="HLO as lowered (default; dtypes as the program asks) or after XLA's CPU optimisations")
     p.add_argument("--step-ms", type=float, default=None, help="UNet step time in ms for the projection")
     p.add_argument("--step-json", default=None, help="read the step time from a unet_step.py JSON")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -85,14 +85,16 @@ _GROUPS = re.compile(r"replica_groups=\{\{([0-9,]*)\}")
 _GROUPS_IOTA = re.compile(r"replica_groups=\[(\d+),(\d+)\]")
 
 
-def shape_bytes(text: str) -> int:
-    total = 0
+def shape_size(text: str) -> tuple[int, int]:
+    """(elements, bytes) of every array shape in an HLO type string (a tuple type sums its parts)."""
+    elems = nbytes = 0
     for dt, dims in _SHAPE.findall(text):
         if dt not in DTYPE_BYTES:
             continue
         n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
-        total += n * DTYPE_BYTES[dt]
-    return total
+        elems += n
+        nbytes += n * DTYPE_BYTES[dt]
+    return elems, nbytes
 
 
 def group_size(rest: str, default: int) -> int:
@@ -121,18 +123,17 @@ def collectives_from_hlo(text: str, devices: int) -> list[dict]:
             g = devices
         else:
             g = group_size(rest, devices)
-        out_bytes = shape_bytes(typ)
-        if kind == "collective-permute":
-            sent = out_bytes
-        elif kind == "all-gather":
-            sent = out_bytes * (g - 1) // g
+        out_elems, out_bytes = shape_size(typ)
+        if kind in ("collective-permute", "all-reduce"):
+            share = (1, 1)  # the whole operand (all-reduce: the payload)
         elif kind == "reduce-scatter":
-            sent = out_bytes * (g - 1)
-        else:  # all-reduce payload; all-to-all: everything but the own slice
-            sent = out_bytes if kind == "all-reduce" else out_bytes * (g - 1) // g
+            share = (g - 1, 1)
+        else:  # all-gather, all-to-all: the result but the own slice
+            share = (g - 1, g)
         dtypes = sorted({dt for dt, _ in _SHAPE.findall(typ) if dt in DTYPE_BYTES})
-        found.append({"kind": kind, "type": typ.split("{")[0], "dtypes": dtypes, "result_bytes": out_bytes,
-                      "group": g, "sent_bytes": sent})
+        found.append({"kind": kind, "type": typ.split("{")[0], "dtypes": dtypes, "group": g,
+                      "sent_elements": out_elems * share[0] // share[1],
+                      "sent_bytes": out_bytes * share[0] // share[1]})
     return found
 
 
@@ -174,50 +175,54 @@ def temporal_layers(cfg: UNetConfig, h: int, w: int) -> list[tuple[str, int, int
 
 def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, clips: int, frames: int,
                    h: int, w: int, batch: int, itemsize: int) -> dict:
-    """The spec's section 5, per interior device, per UNet evaluation."""
+    """The spec's section 5, per interior device, per UNet evaluation: elements and bytes per collective kind.
+
+    Activations (halos, global rows) move in the program's dtype (``itemsize``); group-norm sums in f32.
+    """
     local_clips = clips // devices
     pc, p = vi.conv_layer.padding, vi.attn.padding
     shared = len(vi.shared_frames(frames, clips))
     g_rows = vi.global_rows(frames, clips)
-    out = {"collective-permute": 0, "all-gather": 0, "all-reduce": 0}
-    counts = {"collective-permute": 0, "all-gather": 0, "all-reduce": 0}
+    kinds = ("collective-permute", "all-gather", "all-reduce")
+    elements = dict.fromkeys(kinds, 0)
+    nbytes = dict.fromkeys(kinds, 0)
+    counts = dict.fromkeys(kinds, 0)
     per_layer = []
     groups = cfg.norm_num_groups
+    gn_elems = 2 * batch * groups + 1  # sum and sum of squares per (batch, group), and the count
+
+    def add(row, kind, n_ops, elems, size):
+        counts[kind] += n_ops
+        elements[kind] += elems
+        nbytes[kind] += elems * size
+        row[kind] += elems * size
+
     for kind, lh, lw, width in temporal_layers(cfg, h, w):
-        row = {"kind": kind, "h": lh, "w": lw, "width": width, "ppermute": 0, "all_gather": 0, "psum": 0}
-        frame = batch * lh * lw * width * itemsize  # one frame of the layer input (conv) or of k / v
+        row = {"kind": kind, "h": lh, "w": lw, "width": width, **dict.fromkeys(kinds, 0)}
+        frame = batch * lh * lw * width  # elements of one frame of the layer input (conv) or of k / v
         if devices > 1:
             if kind == "conv":
                 if pc > 0:  # Pc frames of the input to each neighbour
-                    row["ppermute"] += 2 * pc * frame
-                    counts["collective-permute"] += 2
-                if vi.group_norm.sync:  # 4 norms x (sum, count, sum of squares) in f32
-                    row["psum"] += 4 * (2 * batch * groups * 4 + 4)
-                    counts["all-reduce"] += 4 * 3
+                    add(row, "collective-permute", 2, 2 * pc * frame, itemsize)
+                if vi.group_norm.sync:  # conv1..conv4 norms: psum of sum, count, sum of squares (f32)
+                    add(row, "all-reduce", 4 * 3, 4 * gn_elems, 4)
             else:
                 for _attn in ("attn1", "attn2"):
                     for _kv in ("k", "v"):
                         if p > 0:  # P frames to each neighbour
-                            row["ppermute"] += 2 * p * frame
-                            counts["collective-permute"] += 2
+                            add(row, "collective-permute", 2, 2 * p * frame, itemsize)
                         if g_rows == clips * shared:  # all_gather of every clip's shared rows
-                            row["all_gather"] += (devices - 1) * local_clips * shared * frame
-                            counts["all-gather"] += 1
+                            add(row, "all-gather", 1, (devices - 1) * local_clips * shared * frame, itemsize)
                         else:  # G < N * shared: psum of a G-row buffer
-                            row["psum"] += g_rows * frame
-                            counts["all-reduce"] += 1
+                            add(row, "all-reduce", 1, g_rows * frame, itemsize)
                 if vi.group_norm.sync:
-                    row["psum"] += 2 * batch * groups * 4 + 4
-                    counts["all-reduce"] += 3
-        out["collective-permute"] += row["ppermute"]
-        out["all-gather"] += row["all_gather"]
-        out["all-reduce"] += row["psum"]
+                    add(row, "all-reduce", 3, gn_elems, 4)
         per_layer.append(row)
     n_conv = sum(1 for r in per_layer if r["kind"] == "conv")
     n_tt = len(per_layer) - n_conv
-    return {"bytes": out, "counts": counts, "total": sum(out.values()), "temporal_convs": n_conv,
-            "temporal_transformers": n_tt, "temporal_attentions": 2 * n_tt, "shared_per_clip": shared,
-            "global_rows": g_rows, "layers": per_layer}
+    return {"bytes": nbytes, "elements": elements, "counts": counts, "total": sum(nbytes.values()),
+            "temporal_convs": n_conv, "temporal_transformers": n_tt, "temporal_attentions": 2 * n_tt,
+            "shared_per_clip": shared, "global_rows": g_rows, "layers": per_layer}
 
 
 # --------------------------------------------------------------------------- main
@@ -269,22 +274,30 @@ def main(args) -> int:
 
     found = collectives_from_hlo(text, devices)
     measured = {k: 0 for k in KINDS}
+    elements = {k: 0 for k in KINDS}
     counts = {k: 0 for k in KINDS}
     for c in found:
         measured[c["kind"]] += c["sent_bytes"]
+        elements[c["kind"]] += c["sent_elements"]
         counts[c["kind"]] += 1
     dtypes = sorted({d for c in found for d in c["dtypes"]})
     ana = analytic_bytes(cfg, vi, devices=devices, clips=clips, frames=frames, h=lh, w=lw, batch=args.batch,
                          itemsize=dtype.itemsize)
     measured_total = sum(measured.values())
-    ok = (measured_total == ana["total"]
-          and all(measured[k] == ana["bytes"].get(k, 0) for k in KINDS))
+    # Elements must match exactly. Bytes must too, except where the CPU compiler widened a bf16
+    # collective to f32 (compiled stage only; GPU backends move bf16 as is).
+    elements_ok = all(elements[k] == ana["elements"].get(k, 0) for k in KINDS)
+    bytes_ok = all(measured[k] == ana["bytes"].get(k, 0) for k in KINDS)
+    widened = args.stage == "compiled" and not bytes_ok and elements_ok and "f32" in dtypes
+    ok = elements_ok and (bytes_ok or widened)
+    # Traffic in the program's dtype: the analytic bytes once the elements agree.
+    sent_total = ana["total"] if ok else measured_total
 
     step_ms, step_src = args.step_ms, "--step-ms" if args.step_ms else None
     if step_ms is None and args.step_json:
         step_ms, step_src = step_from_json(args.step_json, frames)
-    projection = [{"link": name, "bytes_per_s": bw, "comm_ms": measured_total / bw * 1e3,
-                   "fraction_of_step": (measured_total / bw * 1e3 / step_ms) if step_ms else None}
+    projection = [{"link": name, "bytes_per_s": bw, "comm_ms": sent_total / bw * 1e3,
+                   "fraction_of_step": (sent_total / bw * 1e3 / step_ms) if step_ms else None}
                   for name, bw in LINKS]
 
     result = {
@@ -295,8 +308,10 @@ def main(args) -> int:
                   "attn_padding": vi.attn.padding, "top_k": vi.attn.top_k, "conv_padding": vi.conv_layer.padding,
                   "group_norm_sync": vi.group_norm.sync, "edge_mode": vi.edge_mode, "stage": args.stage},
         "seconds": {"build": t_build, "lower": t_lower, "compile": t_compile},
-        "measured": {"bytes": measured, "counts": counts, "total": measured_total, "dtypes": dtypes,
+        "measured": {"bytes": measured, "elements": elements, "counts": counts, "total": measured_total,
+                     "dtypes": dtypes, "widened_to_f32_by_cpu_compiler": widened,
                      "all_reduce_ring_sent": measured["all-reduce"] * 2 * (devices - 1) // devices},
+        "bytes_per_step": sent_total,
         "analytic": {k: v for k, v in ana.items() if k != "layers"},
         "analytic_layers": ana["layers"],
         "match": ok,
@@ -332,12 +347,17 @@ def print_report(r: dict) -> None:
           + (f", compile {sec['compile']:.1f} s" if sec["compile"] is not None else "") + f" ({s['stage']} HLO)")
     print(f"temporal layers: {a['temporal_convs']} convs, {a['temporal_transformers']} transformers "
           f"({a['temporal_attentions']} attentions); shared frames per clip {a['shared_per_clip']}, G={a['global_rows']}")
-    print(f"{'collective':<20}{'count':>7}{'analytic':>8}{'bytes sent / device':>22}{'analytic':>16}")
+    print(f"{'collective':<20}{'ops':>5}{'analytic':>9}{'elements sent':>16}{'analytic':>16}"
+          f"{'bytes sent':>16}{'analytic':>16}")
     for k in KINDS:
-        if m["counts"][k] or a["bytes"].get(k):
-            print(f"{k:<20}{m['counts'][k]:>7}{a['counts'].get(k, 0):>8}{m['bytes'][k]:>22,}{a['bytes'].get(k, 0):>16,}")
-    print(f"{'total':<35}{m['total']:>22,}{a['total']:>16,}  ({fb(m['total'])}; dtypes {m['dtypes']})")
-    print("MATCH" if r["match"] else "MISMATCH: measured != analytic")
+        if m["counts"][k] or a["counts"].get(k):
+            print(f"{k:<20}{m['counts'][k]:>5}{a['counts'].get(k, 0):>9}{m['elements'][k]:>16,}"
+                  f"{a['elements'].get(k, 0):>16,}{m['bytes'][k]:>16,}{a['bytes'].get(k, 0):>16,}")
+    print(f"{'total bytes sent per device per UNet evaluation':<66}{m['total']:>16,}{a['total']:>16,}"
+          f"  ({fb(a['total'])}; HLO dtypes {m['dtypes']})")
+    if m["widened_to_f32_by_cpu_compiler"]:
+        print("note: the CPU compiler widened bf16 collectives to f32; elements match, bytes are counted in bf16")
+    print("MATCH: measured == analytic" if r["match"] else "MISMATCH: measured != analytic")
     step = r["step_ms"]
     print(f"projected communication per UNet step (no overlap with compute)"
           + (f", step {step:.1f} ms [{r['step_source']}]" if step else ""))

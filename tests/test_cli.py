@@ -1,0 +1,139 @@
+"""python -m vinf_jax.generate, run as a subprocess the way a user does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGINALS = Path(__file__).resolve().parents[2] / "shared/reference/original-configs"
+# the tiny model at a CPU-friendly size: the original files are loaded unchanged, these override
+SMALL = ["model=tiny-random", "pipe_configs.steps=2", "pipe_configs.height=64", "pipe_configs.width=64",
+         "pipe_configs.num_frames=8", "plugin_configs.attn.padding=3"]
+
+
+def generate(config, sets, cwd, env=None, **kw):
+    cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(config), "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    e = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    e.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.parametrize("name", ["config.json", "multi_prompts.json", "single_gpu.json"])
+def test_original_configs_make_an_mp4(name, tmp_path):
+    from vinf_jax.video_io import read_mp4
+
+    r = generate(ORIGINALS / name, SMALL + [f"base_path={tmp_path}/out"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    mp4s = sorted((tmp_path / "out").glob("*.mp4"))
+    assert len(mp4s) == 1
+    n_dev = len(json.loads((ORIGINALS / name).read_text())["devices"])
+    frames = read_mp4(mp4s[0])
+    assert frames.shape == (n_dev * 8, 64, 64, 3)
+    side = json.loads(mp4s[0].with_suffix(".json").read_text())
+    assert side["resolved"]["num_clips"] == n_dev and side["config"]["pipe_configs"]["steps"] == 2
+    assert mp4s[0].name == f"0_{n_dev * 8}_2_24.mp4"
+    # never overwritten: a second run takes the next index
+    if name == "single_gpu.json":
+        assert generate(ORIGINALS / name, SMALL + [f"base_path={tmp_path}/out"], tmp_path).returncode == 0
+        assert (tmp_path / "out" / "1_8_2_24.mp4").exists()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    """2 processes x 4 virtual CPU devices on loopback == 1 process x 8 devices; one mp4 in all."""
+    base = SMALL + ["devices=8", "save_frames=npy", "pipe_configs.num_frames=4", "plugin_configs.attn.padding=2",
+                    "plugin_configs.conv_layer.padding=2", "plugin_configs.attn.top_k=8"]
+    cfg = ROOT / "configs/tiny.json"
+    one = generate(cfg, base + [f"base_path={tmp_path}/one"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    port = free_port()
+    dist = [f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "vinf_jax.generate", "--config", str(cfg), "--quiet"]
+                              + sum((["--set", s] for s in base + dist + [f"distributed.process_id={i}",
+                                                                           f"base_path={tmp_path}/two"]), []),
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
+                                   "PYTHONPATH": str(ROOT)})
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert len(list((tmp_path / "two").glob("*.mp4"))) == 1
+    a = np.load(next((tmp_path / "one").glob("*.npy")))
+    b = np.load(next((tmp_path / "two").glob("*.npy")))
+    assert a.shape == b.shape == (32, 64, 64, 3)
+    assert np.abs(a - b).max() <= 1e-4
+
+
+def test_interrupt_leaves_no_file(tmp_path):
+    """SIGINT in the middle of the denoising loop: exit, and nothing in base_path."""
+    cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(ROOT / "configs/tiny.json"),
+           "--set", f"base_path={tmp_path}/out", "--set", "pipe_configs.steps=400"]
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    buf = ""
+    while time.time() < deadline:  # wait until the loop reports steps (the bar goes to stderr)
+        ch = p.stderr.read(1)
+        buf += ch
+        if "denoise:" in buf and "step" in buf[buf.index("denoise:"):] and "/400" in buf:
+            time.sleep(2)
+            break
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+BAD = [  # (overrides, text the error line must contain)
+    (["pipe_configs.heigth=64"], "did you mean"),
+    (["pipe_configs.height=65"], "pipe_configs.height"),
+    (["pipe_configs.num_frames=0"], "pipe_configs.num_frames"),
+    (["plugin_configs.attn.padding=99"], "plugin_configs.attn.padding"),
+    (["plugin_configs.attn.top_k=-1"], "plugin_configs.attn.top_k"),
+    (["pipe_configs.steps=0"], "pipe_configs.steps"),
+    (["pipe_configs.fps=0"], "pipe_configs.fps"),
+    (["pipe_configs.prompts=[]"], "pipe_configs.prompts"),
+    (["num_clips=12"], "num_clips"),
+    (["devices=64"], "devices"),
+    (["model=/nonexistent/ckpt"], "/nonexistent/ckpt"),
+    (["edge_mode=wrap"], "edge_mode"),
+    (["pipe_configs.scheduler=euler"], "pipe_configs.scheduler"),
+    (["dtype=torch.float8"], "dtype"),
+]
+
+
+@pytest.mark.parametrize("sets,needle", BAD, ids=[b[0][0].split("=")[0] for b in BAD])
+def test_bad_input_exits_2_and_writes_nothing(sets, needle, tmp_path):
+    r = generate(ROOT / "configs/tiny.json", [f"base_path={tmp_path}/out"] + sets, tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_config_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": "tiny-random",\n "pipe_configs": {"prompts": ["a"],}}')
+    r = generate(bad, [], tmp_path)
+    assert r.returncode == 2 and str(bad) in r.stderr and "line" in r.stderr
+    r = generate(tmp_path / "missing.json", [], tmp_path)
+    assert r.returncode == 2 and "missing.json" in r.stderr
