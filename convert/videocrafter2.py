@@ -16,6 +16,7 @@ together in one ``ConversionError``. On success the folder appears atomically; t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shutil
@@ -50,9 +51,16 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _unet_abstract(cfg):
+    """The UNet's abstract parameter tree; tracing it takes seconds even at toy size, so it is kept."""
+    from vinf_jax.loading import unet_from_config
+
+    return unet_from_config(cfg)[1]
+
+
 def convert_unet(unet_dir: str | Path, *, allow_pickle: bool = False):
     """(UNetConfig, params) from a diffusers-layout UNet folder (numpy only)."""
-    from vinf_jax.loading import unet_from_config
     from vinf_jax.models.unet3d import UNetConfig, unet_rename
 
     unet_dir = _folder(Path(unet_dir), "unet")
@@ -62,8 +70,7 @@ def convert_unet(unet_dir: str | Path, *, allow_pickle: bool = False):
     if fps_cond is None:  # the VideoCrafter2 port's config may not say; its weights do
         fps_cond = any(k.startswith("fps_embedding.") for k in tensors)
     cfg = UNetConfig.from_dict(raw, fps_cond=bool(fps_cond))
-    _, abstract = unet_from_config(cfg)
-    params = params_from_torch(abstract, tensors, rename=unet_rename, what=f"unet ({unet_dir})")
+    params = params_from_torch(_unet_abstract(cfg), tensors, rename=unet_rename, what=f"unet ({unet_dir})")
     return cfg, params
 
 
@@ -131,23 +138,24 @@ def _sources(unet: Path | None, base: Path | None) -> tuple[Path, Path | None]:
 def convert(unet: str | Path | None, out: str | Path, *, base: str | Path | None = None,
             allow_pickle: bool = False) -> Path:
     """Convert and write; returns the checkpoint folder. Nothing is written unless every check passes."""
-    from vinf_jax.models.clip_text import convert_text_encoder
-    from vinf_jax.models.vae import convert_vae
-
     out = Path(out)
     if out.exists():  # fail before minutes of conversion; atomic_folder checks again
         raise ConversionError(f"output folder {out.absolute()} already exists; choose a new --out")
     unet_dir, base = _sources(Path(unet) if unet else None, Path(base) if base else None)
-    if base is not None:  # the cheap checks first
+    if base is not None:  # the small parts first: their problems show before the UNet's minutes of work
         scheduler = base / "scheduler" / "scheduler_config.json"
         _read_config(scheduler.parent, scheduler.name, "scheduler")
+        from vinf_jax.models.clip_text import convert_text_encoder  # jax loads only past the cheap checks
+        from vinf_jax.models.vae import convert_vae
+
+        text_encoder = _convert_part(base / "text_encoder", "text encoder", _TRANSFORMERS_STEMS,
+                                     convert_text_encoder, allow_pickle)
+        tokenizer_files = _check_tokenizer(base / "tokenizer", text_encoder[0].vocab_size)
+        vae = _convert_part(base / "vae", "vae", _DIFFUSERS_STEMS, convert_vae, allow_pickle)
     parts = {"unet": convert_unet(unet_dir, allow_pickle=allow_pickle)}
     if base is not None:
-        parts["text_encoder"] = _convert_part(base / "text_encoder", "text encoder", _TRANSFORMERS_STEMS,
-                                              convert_text_encoder, allow_pickle)
-        parts["vae"] = _convert_part(base / "vae", "vae", _DIFFUSERS_STEMS, convert_vae, allow_pickle)
-        _check_compatible(parts["unet"][0], parts["text_encoder"][0], parts["vae"][0])
-        tokenizer_files = _check_tokenizer(base / "tokenizer", parts["text_encoder"][0].vocab_size)
+        _check_compatible(parts["unet"][0], text_encoder[0], vae[0])
+        parts.update(text_encoder=text_encoder, vae=vae)
     with atomic_folder(out) as tmp:
         for name, (cfg, params) in parts.items():
             (tmp / name).mkdir()

@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINALS = Path(__file__).resolve().parents[2] / "shared/reference/original-configs"
 # the tiny model at a CPU-friendly size: the original files are loaded unchanged, these override
-SMALL = ["model=tiny-random", "pipe_configs.steps=2", "pipe_configs.height=64", "pipe_configs.width=64",
-         "pipe_configs.num_frames=8", "plugin_configs.attn.padding=3"]
+SMALL = ["model=tiny-random", "pipe_configs.steps=2", "pipe_configs.height=32", "pipe_configs.width=32",
+         "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3"]
 
 
 def generate(config, sets, cwd, env=None, **kw):
@@ -40,14 +40,14 @@ def test_original_configs_make_an_mp4(name, tmp_path):
     assert len(mp4s) == 1
     n_dev = len(json.loads((ORIGINALS / name).read_text())["devices"])
     frames = read_mp4(mp4s[0])
-    assert frames.shape == (n_dev * 8, 64, 64, 3)
+    assert frames.shape == (n_dev * 4, 32, 32, 3)
     side = json.loads(mp4s[0].with_suffix(".json").read_text())
     assert side["resolved"]["num_clips"] == n_dev and side["config"]["pipe_configs"]["steps"] == 2
-    assert mp4s[0].name == f"0_{n_dev * 8}_2_24.mp4"
+    assert mp4s[0].name == f"0_{n_dev * 4}_2_24.mp4"
     # never overwritten: a second run takes the next index
     if name == "single_gpu.json":
         assert generate(ORIGINALS / name, SMALL + [f"base_path={tmp_path}/out"], tmp_path).returncode == 0
-        assert (tmp_path / "out" / "1_8_2_24.mp4").exists()
+        assert (tmp_path / "out" / "1_4_2_24.mp4").exists()
 
 
 def free_port():
@@ -78,7 +78,7 @@ def test_two_processes_equal_one(tmp_path):
     assert len(list((tmp_path / "two").glob("*.mp4"))) == 1
     a = np.load(next((tmp_path / "one").glob("*.npy")))
     b = np.load(next((tmp_path / "two").glob("*.npy")))
-    assert a.shape == b.shape == (32, 64, 64, 3)
+    assert a.shape == b.shape == (32, 32, 32, 3)
     assert np.abs(a - b).max() <= 1e-4
 
 

@@ -122,12 +122,12 @@ def _check_tree(path: Path, found: dict, abstract: dict, what: str) -> None:
     missing, unexpected = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
     shapes = sorted(f"{k}: stored {have[k]}, config expects {want[k]}" for k in want.keys() & have.keys()
                     if have[k] != want[k])
-    problems = [f"{len(v)} {name}: " + ", ".join(v) for name, v in
-                (("missing parameter(s)", missing), ("unexpected parameter(s)", unexpected),
-                 ("shape mismatch(es)", shapes)) if v]
+    problems = [f"{len(v)} {name}: " + "; ".join(v[:10]) + (f"; ... ({len(v) - 10} more)" if len(v) > 10 else "")
+                for name, v in (("missing parameter(s)", missing), ("unexpected parameter(s)", unexpected),
+                                ("shape mismatch(es)", shapes)) if v]
     if problems:
         raise CheckpointError(f"{what}: parameters in {path} do not fit {path.parent / 'config.json'} "
-                              "(a checkpoint of another architecture?): " + "; ".join(problems))
+                              "(a checkpoint of another architecture?): " + ". ".join(problems))
 
 
 def load_params(folder: str | os.PathLike, abstract: dict, what: str, *, verify: bool = True) -> dict:
@@ -230,38 +230,46 @@ class Checkpoint:
     info: dict  # the marker: format, components, source, versions
 
 
-def _model_types(name: str):
-    """(config class, abstract params of a config, result from (config, params)) of a component."""
-    from flax import nnx
-
-    def abstract_of(cls):
-        return lambda cfg: nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))), nnx.Param))
-
-    if name == "unet":
-        from vinf_jax.loading import UNetModel, unet_from_config
-        from vinf_jax.models.unet3d import UNetConfig
-
-        return UNetConfig, lambda cfg: unet_from_config(cfg)[1], UNetModel
-    if name == "text_encoder":
-        from vinf_jax.models.clip_text import CLIPTextConfig as cfg_cls, CLIPTextModel as cls
-    else:
-        from vinf_jax.models.vae import VAEConfig as cfg_cls, VAEDecoder as cls
-    return cfg_cls, abstract_of(cls), lambda cfg, params: Component(cfg, params, cls)
-
-
-def _load_model(root: Path, name: str, verify: bool):
+def _read_model_config(root: Path, name: str, verify: bool):
+    """The component's config object, after checking its folder and (``verify``) its parameter files."""
     folder = root / name
     if not folder.is_dir():
         raise CheckpointError(f"{name}: component folder {folder} is missing (listed in {root / MARKER})")
-    cfg_cls, abstract_of, make = _model_types(name)
+    if name == "unet":
+        from vinf_jax.models.unet3d import UNetConfig as cfg_cls
+    elif name == "text_encoder":
+        from vinf_jax.models.clip_text import CLIPTextConfig as cfg_cls
+    else:
+        from vinf_jax.models.vae import VAEConfig as cfg_cls
     cfg_path = folder / "config.json"
+    raw = read_json(cfg_path, name)
     try:
-        cfg = cfg_cls.from_dict(read_json(cfg_path, name))
-    except CheckpointError:
-        raise
+        cfg = cfg_cls.from_dict(raw)
     except (VinfError, TypeError, ValueError) as e:
         raise CheckpointError(f"{name}: {cfg_path} is not a valid config: {e}") from None
-    return make(cfg, load_params(folder, abstract_of(cfg), name, verify=verify))
+    if not (folder / "params").is_dir():
+        raise CheckpointError(f"{name}: parameter folder {folder / 'params'} is missing")
+    if verify:
+        verify_params(folder, name)
+    return cfg
+
+
+def _build_model(root: Path, name: str, cfg):
+    """UNetModel, or a Component for the text encoder / VAE, with its params restored (verified before)."""
+    from flax import nnx
+
+    if name == "unet":
+        from vinf_jax.loading import UNetModel
+
+        model = UNetModel(cfg, None)  # traces the UNet; its abstract state doubles as the restore target
+        model.params = load_params(root / name, nnx.to_pure_dict(model._state), name, verify=False)
+        return model
+    if name == "text_encoder":
+        from vinf_jax.models.clip_text import CLIPTextModel as cls
+    else:
+        from vinf_jax.models.vae import VAEDecoder as cls
+    abstract = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))), nnx.Param))
+    return Component(cfg, load_params(root / name, abstract, name, verify=False), cls)
 
 
 def _load_tokenizer(folder: Path):
@@ -296,10 +304,13 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
     if (not isinstance(components, list) or "unet" not in components
             or any(c not in COMPONENTS for c in components)):
         raise CheckpointError(f"{root / MARKER}: components {components!r} must list 'unet' and only {COMPONENTS}")
-    models = {name: _load_model(root, name, verify) if name in components else None
-              for name in ("unet", "text_encoder", "vae")}
+    # every cheap check (folders, configs, checksums, tokenizer) before the models are traced
+    configs = {name: _read_model_config(root, name, verify) for name in ("unet", "text_encoder", "vae")
+               if name in components}
     scheduler = (read_json(root / "scheduler" / "scheduler_config.json", "scheduler")
                  if "scheduler" in components else None)
     tokenizer = _load_tokenizer(root / "tokenizer") if "tokenizer" in components else None
+    models = {name: _build_model(root, name, configs[name]) if name in configs else None
+              for name in ("unet", "text_encoder", "vae")}
     return Checkpoint(path=root, components=tuple(components), tokenizer=tokenizer,
                       scheduler_config=scheduler, info=info, **models)
