@@ -64,6 +64,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+common.skip_tracer_origin_messages()
+
 from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, VideoInfinityConfig  # noqa: E402
 from vinf_jax.loading import UNetModel, unet_from_config  # noqa: E402
 from vinf_jax.models.unet3d import UNetConfig  # noqa: E402

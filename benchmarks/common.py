@@ -73,6 +73,26 @@ def vae_dict(small: bool) -> dict:
     return dict(SMALL_VAE) if small else reference_configs()["vae"]
 
 
+def skip_tracer_origin_messages() -> bool:
+    """Make building abstract NNX modules fast (30-70 s -> ~1.5 s for the UNet, flax 0.12.8, jax 0.10.2).
+
+    ``nnx.Rngs`` / ``Variable.set_value`` probe ``getattr(tracer, "sharding", None)`` on every
+    parameter under ``nnx.eval_shape``; each probe builds an AttributeError whose message
+    (``_origin_msg``) summarises the tracer's provenance, which is quadratic in the trace. The
+    message is never shown (getattr swallows it), so the benchmarks drop it. Diagnostic text only:
+    no computed value changes.
+    """
+    try:
+        from jax._src.interpreters import partial_eval as pe
+
+        if hasattr(pe.DynamicJaxprTracer, "_origin_msg"):
+            pe.DynamicJaxprTracer._origin_msg = lambda self: ""
+            return True
+    except Exception:  # noqa: BLE001 - another jax layout: stay slow but correct
+        pass
+    return False
+
+
 # --------------------------------------------------------------------------- random weights (JAX)
 def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None):
     """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device inside one jit.

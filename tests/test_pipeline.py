@@ -133,10 +133,16 @@ DEVICES = (1, 2, 4, 8)
 
 @pytest.fixture(scope="module")
 def tiny_runs():
-    """Per device count: the pipeline, its frames (default stochastic solver) and the traces it made."""
+    """Per device count: the pipeline, its frames (default stochastic solver) and the traces it made.
+
+    tiny_random is deterministic; the pipelines on 2, 4 and 8 devices reuse the one-device
+    pipeline's components (building the random model again costs seconds, not coverage)."""
     runs = {}
+    first = VideoInfinityPipeline.tiny_random(devices=1)
     for d in DEVICES:
-        pipe = VideoInfinityPipeline.tiny_random(devices=d)
+        pipe = first if d == 1 else VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer,
+                                                          first.scheduler_config, devices=d)
+        assert pipe.num_devices == d
         before = TRACE_COUNT["denoise"]
         frames = pipe(PROMPTS, vi_config=TINY_VI, **TINY)
         runs[d] = dict(pipe=pipe, frames=frames, traces=TRACE_COUNT["denoise"] - before)
@@ -190,16 +196,6 @@ def test_predict_noise_reduces_to_vanilla_unet(tiny_runs):
     print(f"\npredict_noise vs LoadedUNet: max|diff| {err:.2e} (max|ref| {scale:.3g})")
 
 
-def test_predict_noise_device_count_invariance(tiny_runs):
-    vi = TINY_VI.with_num_clips(8)
-    rng = np.random.default_rng(4)
-    latents = rng.standard_normal((1, 4, 8 * 4, 8, 8)).astype(np.float32)
-    emb = tiny_runs[1]["pipe"].encode_prompt(PROMPTS * 4)  # one prompt per clip: (8, 77, D)
-    ref = tiny_runs[1]["pipe"].predict_noise(latents, 900, emb, vi_config=vi)
-    got = tiny_runs[8]["pipe"].predict_noise(latents, 900, emb, vi_config=vi)
-    assert_close(got, ref)
-
-
 def test_latent_output_layout_and_decode(tiny_runs):
     pipe = tiny_runs[8]["pipe"]
     lat = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY)
@@ -210,7 +206,7 @@ def test_latent_output_layout_and_decode(tiny_runs):
     # the frames of the same call are the decoded latents
     assert_close(pipe.decode(lat), tiny_runs[8]["frames"])
     # frames are axis 2 of the latents: latent frame 5 alone decodes to frame 5
-    one = np.concatenate([lat[:, :, 5:6]] * 8, axis=2)
+    one = np.repeat(lat[:, :, 5:6], t, axis=2)  # same shape as above: no new decode program
     assert_close(pipe.decode(one)[3], tiny_runs[8]["frames"][5], rel=1e-5)
 
 

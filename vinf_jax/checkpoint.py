@@ -311,6 +311,6 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
                  if "scheduler" in components else None)
     tokenizer = _load_tokenizer(root / "tokenizer") if "tokenizer" in components else None
     models = {name: _build_model(root, name, configs[name]) if name in configs else None
-              for name in ("unet", "text_encoder", "vae")}
+              for name in ("text_encoder", "vae", "unet")}  # the UNet, slowest to trace, last
     return Checkpoint(path=root, components=tuple(components), tokenizer=tokenizer,
                       scheduler_config=scheduler, info=info, **models)

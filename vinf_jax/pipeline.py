@@ -84,9 +84,12 @@ class VideoInfinityPipeline:
         from vinf_jax import checkpoint
 
         ck = checkpoint.load(checkpoint_dir)
-        text = BoundModel(lambda r: CLIPTextModel(ck.text_encoder_config, rngs=r), ck.text_encoder_config,
-                          ck.text_encoder_params)
-        vae = BoundModel(lambda r: VAEDecoder(ck.vae_config, rngs=r), ck.vae_config, ck.vae_params)
+        missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
+        if missing:
+            raise ConfigError(f"model: checkpoint {checkpoint_dir} lacks {', '.join(missing)} (convert it with --base)")
+        te, va = ck.text_encoder, ck.vae
+        text = BoundModel(lambda r: CLIPTextModel(te.config, rngs=r), te.config, te.params)
+        vae = BoundModel(lambda r: VAEDecoder(va.config, rngs=r), va.config, va.params)
         return cls(ck.unet, text, vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
 
     @classmethod
