@@ -44,7 +44,7 @@ SMALL_UNET = {
     "in_channels": 4, "out_channels": 4,
     "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
     "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
-    "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2, "norm_num_groups": 8,
+    "block_out_channels": [32, 64, 64, 64], "layers_per_block": 1, "norm_num_groups": 8,
     "attention_head_dim": 8, "cross_attention_dim": 32, "num_attention_heads": None, "fps_cond": True,
 }
 SMALL_VAE = {
@@ -94,12 +94,17 @@ def skip_tracer_origin_messages() -> bool:
 
 
 # --------------------------------------------------------------------------- random weights (JAX)
-def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None):
-    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device inside one jit.
+def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_limit: int = 50_000_000):
+    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device leaf by leaf.
 
     Kernels ~ N(0, 1/fan_in), norm scales near one, small biases: activations stay O(1) through
-    the network, so bf16 neither overflows nor times NaNs. Nothing passes through host memory.
+    the network, so bf16 neither overflows nor times NaNs. Full-size trees never pass through host memory.
+    One small jitted draw per distinct (shape, kind): a single jit returning all ~1500 leaves
+    takes minutes to compile on the CPU. Trees of at most ``host_limit`` elements (the small
+    configs) are drawn with numpy on the host instead, which is faster still.
     """
+    import functools
+
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -110,23 +115,38 @@ def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None):
         last = path[-1]
         return str(getattr(last, "key", getattr(last, "name", last)))
 
-    def make(key):
-        keys = jax.random.split(key, len(paths_leaves))
+    def kind_of(path, shape):
+        n = name(path)
+        return "kernel" if (n == "kernel" and len(shape) >= 2) else ("scale" if n == "scale" else "other")
+
+    def scaled(z, shape, kind):
+        if kind == "kernel":
+            return z / np.sqrt(max(int(np.prod(shape[:-1])), 1))
+        return 1.0 + 0.1 * z if kind == "scale" else 0.02 * z
+
+    total = sum(int(np.prod(leaf.shape)) for _, leaf in paths_leaves)
+    if total <= host_limit:  # small models: numpy on the host is faster than ~40 small compiles
+        rng = np.random.default_rng(seed)
         out = []
-        for k, (path, leaf) in zip(keys, paths_leaves):
-            n, shape = name(path), tuple(leaf.shape)
-            z = jax.random.normal(k, shape, jnp.float32)
-            if n == "kernel" and len(shape) >= 2:
-                v = z / np.sqrt(max(int(np.prod(shape[:-1])), 1))
-            elif n == "scale":
-                v = 1.0 + 0.1 * z
-            else:  # biases, embeddings, anything else
-                v = 0.02 * z
-            out.append(v.astype(dtype))
+        for path, leaf in paths_leaves:
+            shape = tuple(leaf.shape)
+            v = scaled(rng.standard_normal(shape, dtype=np.float32), shape, kind_of(path, shape))
+            out.append(jax.device_put(v.astype(jnp.dtype(dtype)), sharding))  # numpy casts: no compile
         return jax.tree_util.tree_unflatten(treedef, out)
 
     kw = {} if sharding is None else {"out_shardings": sharding}
-    return jax.jit(make, **kw)(jax.random.key(seed))
+
+    @functools.partial(jax.jit, static_argnums=(2, 3), **kw)
+    def draw(key, index, shape, kind):
+        z = jax.random.normal(jax.random.fold_in(key, index), shape, jnp.float32)
+        return scaled(z, shape, kind).astype(dtype)
+
+    key = jax.random.key(seed, impl="rbg")  # RngBitGenerator: compiles far faster than threefry on the CPU
+    out = []
+    for i, (path, leaf) in enumerate(paths_leaves):
+        shape = tuple(leaf.shape)
+        out.append(draw(key, i, shape, kind_of(path, shape)))
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def tree_bytes(tree) -> int:

@@ -164,17 +164,20 @@ def test_same_video_on_1_2_4_8_devices(tiny_runs):
 
 
 def test_one_compilation_per_shape(tiny_runs):
+    """The first call traced the loop exactly once; later calls with the same shapes never do:
+    seed, guidance scale, fps, prompts and given latents are traced arguments."""
     for d in DEVICES:
         assert tiny_runs[d]["traces"] == 1, (d, tiny_runs[d]["traces"])
     pipe = tiny_runs[8]["pipe"]
+    run = lambda prompts=PROMPTS, **kw: pipe(prompts, vi_config=TINY_VI, output_type="latent", **{**TINY, **kw})
     before = TRACE_COUNT["denoise"]
-    # seed, guidance scale, fps and prompts are traced arguments
-    a = pipe(PROMPTS[::-1], vi_config=TINY_VI, output_type="latent", **{**TINY, "seed": 8, "guidance_scale": 3.0})
-    b = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **{**TINY, "fps": 8})
-    # given latents take the same program as the drawn noise
-    c = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", latents=np.zeros_like(a), **TINY)
+    base = run()
+    variants = {"seed": run(seed=8), "guidance": run(guidance_scale=3.0), "fps": run(fps=8),
+                "prompts": run(PROMPTS[::-1]), "latents": run(latents=np.zeros_like(base))}
     assert TRACE_COUNT["denoise"] == before
-    assert np.abs(a - b).max() > 1e-3 and np.abs(b - c).max() > 1e-3
+    for name, out in variants.items():  # ... and each of them reaches the output
+        assert np.abs(out - base).max() > 1e-3, name
+    np.testing.assert_array_equal(run(), base)  # same arguments, same video
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,3 +236,15 @@ def test_per_clip_prompts_end_to_end(tiny_runs):
     three = run(abc)
     assert_close(run([abc[0]] * 3 + [abc[1]] * 3 + [abc[2]] * 2), three, rel=1e-6)
     assert np.abs(run([abc[0]] * 2 + [abc[1]] * 3 + [abc[2]] * 3) - three).max() > 1e-3
+
+
+def test_latents_of_the_wrong_shape_are_refused(tiny_runs):
+    """Given latents must be (1, C, N*F, h, w): anything else would silently make another video."""
+    from vinf_jax.errors import ConfigError
+
+    pipe = tiny_runs[2]["pipe"]
+    s = pipe.vae_scale_factor
+    good = (1, 4, TINY["num_clips"] * TINY["num_frames"], TINY["height"] // s, TINY["width"] // s)
+    for bad in [(1, 4, good[2] // 2) + good[3:], good[:3] + (good[3] // 2, good[4] // 2)]:
+        with pytest.raises(ConfigError, match="latents: expected shape"):
+            pipe(PROMPTS, vi_config=TINY_VI, latents=np.zeros(bad, np.float32), **TINY)

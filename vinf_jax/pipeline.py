@@ -96,12 +96,13 @@ class VideoInfinityPipeline:
     def tiny_random(cls, seed: int = 0, devices=None, dtype=None) -> "VideoInfinityPipeline":
         from vinf_jax import tiny
         from vinf_jax.loading import abstract_params
-        from vinf_jax.models.unet3d import UNet3D
+        from flax import nnx
 
         def bound(ctor, cfg, s):
             return BoundModel(ctor, cfg, tiny.random_params(abstract_params(ctor)[1], seed + s))
 
-        unet = UNetModel(tiny.UNET, bound(lambda r: UNet3D(tiny.UNET, rngs=r), tiny.UNET, 0).params)
+        unet = UNetModel(tiny.UNET, {})
+        unet.params = tiny.random_params(nnx.to_pure_dict(unet._state), seed)
         text = bound(lambda r: CLIPTextModel(tiny.TEXT, rngs=r), tiny.TEXT, 1)
         vae = bound(lambda r: VAEDecoder(tiny.VAE, rngs=r), tiny.VAE, 2)
         return cls(unet, text, vae, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
@@ -217,6 +218,10 @@ class VideoInfinityPipeline:
         if latents is None:
             x = init_noise(seed_arr)
         else:
+            want = (1, self.unet.config.in_channels, n * num_frames, h, w)
+            if np.shape(latents) != want:
+                raise ConfigError(f"latents: expected shape {want} (1, C, num_clips*num_frames, height//{s}, "
+                                  f"width//{s}), got {np.shape(latents)}")
             x = put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
         self._progress = progress
         try:
