@@ -248,3 +248,22 @@ def test_latents_of_the_wrong_shape_are_refused(tiny_runs):
     for bad in [(1, 4, good[2] // 2) + good[3:], good[:3] + (good[3] // 2, good[4] // 2)]:
         with pytest.raises(ConfigError, match="latents: expected shape"):
             pipe(PROMPTS, vi_config=TINY_VI, latents=np.zeros(bad, np.float32), **TINY)
+
+
+def test_nan_in_the_loop_is_reported_with_its_step(tiny_runs):
+    """A poisoned weight makes the latents NaN; the loop notices (inside the compiled program) and
+    the error names the first bad step."""
+    import copy
+
+    from vinf_jax.errors import NonFiniteError
+    from vinf_jax.loading import UNetModel
+
+    first = tiny_runs[1]["pipe"]
+    params = copy.deepcopy(first.unet.params)
+    params["conv_out"]["bias"] = np.array(params["conv_out"]["bias"], copy=True)
+    params["conv_out"]["bias"][0] = np.nan
+    poisoned = UNetModel(first.unet.config, params)
+    pipe = VideoInfinityPipeline(poisoned, first.text_encoder, first.vae, first.tokenizer, first.scheduler_config,
+                                 devices=2)
+    with pytest.raises(NonFiniteError, match=r"at denoising step 0 of"):
+        pipe(PROMPTS, vi_config=TINY_VI, **TINY)
