@@ -37,7 +37,10 @@ def parse_args(argv=None):
     p.add_argument("--clip-frames", type=int, default=None, help="F, frames per clip (default 24; 8 with --small)")
     p.add_argument("--height", type=int, default=None, help="video height (default 320; 64 with --small)")
     p.add_argument("--width", type=int, default=None, help="video width (default 512; 64 with --small)")
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--dtype", default=None,
+                   help="parameter and activation dtype (default bfloat16; float32 on the CPU, whose XLA "
+                        "backend rejects some bf16 dots of the clip-parallel path: 'Unsupported element type "
+                        "for DotThunk::Execute: BF16 x BF16 = F32', seen at 3 clips)")
     p.add_argument("--max-seconds", type=float, default=240, help="stop probing after this many seconds")
     p.add_argument("--max-clips", type=int, default=64, help="never probe more clips than this")
     p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode chunk")
@@ -77,6 +80,7 @@ class Prober:
         self.VideoInfinityConfig, self.sharded_unet = VideoInfinityConfig, sharded_unet
         self.dev = jax.devices()[0]
         self.cpu = self.dev.platform == "cpu"
+        args.dtype = args.dtype or ("float32" if self.cpu else "bfloat16")
         self.dtype = jnp.dtype(args.dtype)
         self.cfg = UNetConfig.from_dict(common.unet_dict(args.small))
         _, abstract = unet_from_config(self.cfg)

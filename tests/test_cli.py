@@ -137,3 +137,15 @@ def test_bad_config_file(tmp_path):
     assert r.returncode == 2 and str(bad) in r.stderr and "line" in r.stderr
     r = generate(tmp_path / "missing.json", [], tmp_path)
     assert r.returncode == 2 and "missing.json" in r.stderr
+
+
+def test_unreachable_coordinator_fails_in_bounded_time(tmp_path):
+    port = free_port()  # nothing listens there
+    t0 = time.time()
+    r = generate(ROOT / "configs/tiny.json",
+                 [f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
+                  "distributed.process_id=1", f"base_path={tmp_path}/out"], tmp_path,
+                 env={"VINF_COORDINATOR_TIMEOUT": "3"})
+    assert r.returncode == 2 and f"127.0.0.1:{port}" in r.stderr, r.stderr[-2000:]
+    assert time.time() - t0 < 60
+    assert not (tmp_path / "out").exists()

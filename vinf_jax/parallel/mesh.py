@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from typing import Sequence
 
 import jax
@@ -35,12 +38,35 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def initialize_distributed(coordinator: str, num_processes: int, process_id: int, timeout_s: int = 60) -> None:
-    """Join a multi-host job; fails within ``timeout_s`` naming the coordinator if it is unreachable."""
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Block until ``host:port`` accepts TCP connections, or raise ConfigError naming it.
+
+    JAX aborts the whole process (no exception) when registration times out, so processes other
+    than the coordinator check that it is reachable first and fail with a readable message.
+    """
     from vinf_jax.errors import ConfigError
 
-    try:
-        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout_s)
-    except Exception as e:  # jax raises XlaRuntimeError / RuntimeError with a long gRPC message
-        raise ConfigError(f"distributed: cannot reach the coordinator at {coordinator} within {timeout_s} s "
-                          f"(process {process_id} of {num_processes}): {str(e).splitlines()[0][:200]}") from None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"distributed.coordinator_address: expected HOST:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"distributed: cannot reach the coordinator at {address} within {timeout_s:g} s "
+                                  f"({e.strerror or e}); start process 0 there, or fix "
+                                  "distributed.coordinator_address / JAX_COORDINATOR_ADDRESS") from None
+            time.sleep(0.5)
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int, timeout_s: float | None = None) -> None:
+    """Join a multi-host job. A process that cannot reach the coordinator fails within
+    ``timeout_s`` (env ``VINF_COORDINATOR_TIMEOUT``, default 120 s) naming the address."""
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("VINF_COORDINATOR_TIMEOUT", "120"))
+    if process_id != 0:
+        wait_for_coordinator(coordinator, timeout_s)
+    jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(max(timeout_s, 10)))
