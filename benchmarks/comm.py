@@ -2,15 +2,18 @@
 """Bytes every device sends per UNet evaluation of the clip-parallel UNet, measured from XLA's HLO
 and checked against the spec's analytic count (SPEC-video-infinity.md section 5).
 
-    python benchmarks/comm.py                      # full size, D = 8 virtual CPU devices
+    python benchmarks/comm.py                      # full size, D = 8 virtual CPU devices (~10 s)
+    python benchmarks/comm.py --stage compiled     # the HLO after XLA's CPU passes (~20-40 s more)
     python benchmarks/comm.py --small              # tiny UNet, seconds
     python benchmarks/comm.py --step-json unet_step.json --out comm.json
 
 No weights are allocated: parameters and inputs are ``jax.ShapeDtypeStruct``s carrying their
-shardings, and the program is only lowered (and by default compiled) for D virtual CPU devices.
+shardings, and the program is lowered (``--stage compiled``: also compiled) for D virtual CPU
+devices. The lowered HLO is the default: it carries the dtypes the program asks for, while the
+CPU compiler widens bf16 collectives to f32 (GPU backends do not); element counts agree in both.
 Every collective in the HLO runs once per evaluation (the UNet has no loops), so the total of
 their sizes is the traffic of one guided UNet call. The script exits with status 1 if the
-measured bytes differ from the analytic count.
+measured elements or bytes differ from the analytic count.
 
 Counting ("bytes sent by one interior device"):
   collective-permute  the operand (one halo to one neighbour);
@@ -326,16 +329,20 @@ def main(args) -> int:
 
 
 def step_from_json(path: str, frames: int) -> tuple[float | None, str | None]:
-    """The JAX vanilla step time for ``frames`` frames from a unet_step.py JSON (else its first run)."""
+    """A guided step of one device holding one clip of ``frames`` frames, from a unet_step.py JSON:
+    the clip-parallel path if it was timed (that is what each of the D devices runs), else the
+    vanilla UNet; that frame count if present, else the first run."""
     import json
 
     data = json.load(open(path))
-    runs = [r for r in data.get("runs", []) if r.get("jax", {}).get("ms")]
-    pick = next((r for r in runs if r.get("frames") == frames), runs[0] if runs else None)
-    if pick is None:
-        return None, None
     dev = data.get("env", {}).get("jax_device", "?")
-    return float(pick["jax"]["ms"]), f"{path}: jax, {pick['frames']} frames, {dev}"
+    runs = data.get("runs", [])
+    for name in ("jax_parallel", "jax"):
+        timed = [r for r in runs if (r.get(name) or {}).get("ms")]
+        pick = next((r for r in timed if r.get("frames") == frames), timed[0] if timed else None)
+        if pick is not None:
+            return float(pick[name]["ms"]), f"{os.path.basename(path)}: {name}, {pick['frames']} frames, {dev}"
+    return None, None
 
 
 def print_report(r: dict) -> None:

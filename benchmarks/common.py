@@ -157,7 +157,12 @@ def tree_bytes(tree) -> int:
 
 # --------------------------------------------------------------------------- timing
 def time_jax(fn, args, steps: int, warmup: int) -> dict:
-    """Median wall time of ``fn(*args)`` over ``steps`` calls, each waited for with block_until_ready."""
+    """Median wall time of ``fn(*args)`` over ``steps`` calls, each waited for with block_until_ready.
+
+    Also ``ms_pipelined``: ``steps`` calls issued back to back and waited for once, per call, which
+    hides the host's dispatch (flattening ~1,500 parameter leaves) behind the device's work, as
+    the compiled denoising loop does.
+    """
     import jax
 
     for _ in range(warmup):
@@ -167,7 +172,12 @@ def time_jax(fn, args, steps: int, warmup: int) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append((time.perf_counter() - t0) * 1e3)
-    return summarize(times)
+    t0 = time.perf_counter()
+    outs = [fn(*args) for _ in range(steps)]
+    jax.block_until_ready(outs)
+    pipelined = (time.perf_counter() - t0) * 1e3 / steps
+    del outs
+    return {**summarize(times), "ms_pipelined": pipelined}
 
 
 def summarize(times_ms: list[float]) -> dict:
@@ -212,8 +222,10 @@ def device_memory(device) -> dict:
     return {k: int(stats[k]) for k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit") if k in stats}
 
 
-def matmul_peak_jax(n: int, reps: int = 10, dtype_name: str = "bfloat16") -> dict:
-    """Median TFLOP/s of an n x n x n matmul in JAX on the default device (random operands)."""
+def matmul_peak_jax(n: int, reps: int = 20, dtype_name: str = "bfloat16") -> dict:
+    """TFLOP/s of an n x n x n matmul in JAX on the default device (random operands), from the
+    better of the median synchronised call and back-to-back calls (one matmul is ~1.5 ms on an
+    H100: a per-call sync would cost a few percent)."""
     import jax
     import jax.numpy as jnp
 
@@ -225,7 +237,9 @@ def matmul_peak_jax(n: int, reps: int = 10, dtype_name: str = "bfloat16") -> dic
     t = time_jax(f, (a, b), steps=reps, warmup=3)
     flops = 2.0 * n ** 3
     del a, b
-    return {"n": n, "dtype": dtype_name, "ms": t["ms"], "tflops": flops / (t["ms"] * 1e-3) / 1e12}
+    ms = min(t["ms"], t["ms_pipelined"])
+    return {"n": n, "dtype": dtype_name, "ms": ms, "ms_synced_median": t["ms"], "ms_pipelined": t["ms_pipelined"],
+            "tflops": flops / (ms * 1e-3) / 1e12}
 
 
 # --------------------------------------------------------------------------- environment, output

@@ -47,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--no-decode", action="store_true", help="skip the search with a VAE decode")
     p.add_argument("--mem-limit-mb", type=float, default=None,
                    help="device memory to fit in (default: the device's bytes_limit; required on the CPU)")
+    p.add_argument("--seed-json", default=None,
+                   help="unet_step.py JSON with memory_analysis at F and 2F frames: skips compiling k = 1, 2")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     a.clip_frames = a.clip_frames or (8 if a.small else 24)
@@ -113,6 +115,7 @@ class Prober:
             raise SystemExit("no device memory limit known: pass --mem-limit-mb (required on the CPU)")
         self.limit = int(lim)
         self.probes = []
+        self.on_probe = lambda: None  # main() saves the JSON after every probe
 
     def _inputs(self, k):
         jax, jnp, cfg, a = self.jax, self.jnp, self.cfg, self.args
@@ -168,49 +171,80 @@ class Prober:
         rec["seconds"] = time.perf_counter() - t0
         rec.update({k2: v for k2, v in common.device_memory(self.dev).items() if k2 == "peak_bytes_in_use"})
         self.probes.append(rec)
+        self.on_probe()
         print(f"  k={k:>3} clips ({rec['frames']:>4} frames){' +decode' if with_decode else '':<8} "
               f"{'fits' if rec['fits'] else 'does not fit':<13} need {common.fmt_bytes(rec.get('predicted_bytes'))} "
               f"of {common.fmt_bytes(self.limit)} [{rec['reason'][:60]}] {rec['seconds']:.1f} s", flush=True)
         return rec
 
 
-def search(prober: Prober, deadline: float, max_clips: int) -> dict:
-    """Largest k whose step fits: k = 1, 2 seed a linear memory model, then bisection in the bracket."""
-    lo, hi = 0, max_clips + 1  # lo fits (0: none), hi does not
-    first = prober.probe(1, False)
-    if not first["fits"]:
-        return {"max_clips": 0, "bracket": [0, 1], "complete": True, "linear_prediction_clips": None}
-    lo, pred = 1, None
-    if hi > 2 and time.perf_counter() < deadline:
-        second = prober.probe(2, False)
-        lo, hi = (2, hi) if second["fits"] else (lo, 2)
-        b1, b2 = first.get("predicted_bytes"), second.get("predicted_bytes")
-        if b1 and b2 and b2 > b1:
-            pred = int(1 + (prober.limit - b1) // (b2 - b1))
-    guess = pred
+def seed_points(path: str, args) -> dict | None:
+    """{1: bytes, 2: bytes} of a guided step at F and 2F frames from a unet_step.py JSON (XLA's
+    memory_analysis of the same program shape), so the search can skip compiling k = 1 and 2.
+    None unless that run used the same model size, video size and dtype."""
+    import json
+
+    clip_frames = args.clip_frames
+    try:
+        data = json.load(open(path))
+        runs = {r["frames"]: r for r in data.get("runs", [])}
+        setup = data["setup"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if (setup.get("small"), setup.get("video"), setup.get("jax_dtype")) != (args.small, [args.height, args.width], args.dtype):
+        return None
+    for path_name in ("jax_parallel", "jax"):
+        pts = {k: (runs.get(k * clip_frames, {}).get(path_name) or {}).get("memory_analysis", {}) for k in (1, 2)}
+        pts = {k: v.get("total_bytes") for k, v in pts.items()}
+        if all(pts.values()):
+            return {"source": f"{path}: {path_name}", **pts}
+    return None
+
+
+def search(prober: Prober, deadline: float, max_clips: int, seeds: dict | None = None) -> dict:
+    """Largest k whose step fits. Two points (k = 1, 2: probed, or seeded from a unet_step JSON)
+    give a linear memory model; its prediction is probed first, then its neighbour, then bisection."""
+    lo, hi = 0, max_clips + 1  # lo fits (0: none known), hi does not
+    if seeds:
+        b1, b2 = seeds[1], seeds[2]
+    else:
+        first = prober.probe(1, False)
+        if not first["fits"]:
+            return {"max_clips": 0, "bracket": [0, 1], "complete": True, "linear_prediction_clips": None}
+        lo, b1, b2 = 1, first.get("predicted_bytes"), None
+        if hi > 2 and time.perf_counter() < deadline:
+            second = prober.probe(2, False)
+            lo, hi = (2, hi) if second["fits"] else (lo, 2)
+            b2 = second.get("predicted_bytes")
+    pred = int(1 + (prober.limit - b1) // (b2 - b1)) if (b1 and b2 and b2 > b1) else None
+    if pred is not None:
+        pred = max(1, min(pred, max_clips))
+    guess, first_probe = pred, True
     while hi - lo > 1 and time.perf_counter() < deadline:
         k = guess if (guess is not None and lo < guess < hi) else (lo + hi) // 2
-        # right at the prediction, check the next one up; else plain bisection
-        guess = k + 1 if (pred is not None and k == pred) else None
         rec = prober.probe(k, False)
         if rec["fits"]:
             lo = k
         else:
-            hi, guess = k, None
-    return {"max_clips": lo, "bracket": [lo, hi], "complete": hi - lo <= 1, "linear_prediction_clips": pred}
+            hi = k
+        # right after the prediction, step to its neighbour (the model is rarely off by more); then bisect
+        guess = (k + 1 if rec["fits"] else k - 1) if (first_probe and pred is not None) else None
+        first_probe = False
+    return {"max_clips": lo, "bracket": [lo, hi], "complete": hi - lo <= 1, "linear_prediction_clips": pred,
+            "seeded_from": seeds.get("source") if seeds else None}
 
 
 def search_with_decode(prober: Prober, deadline: float, step_max: int, step_complete: bool) -> dict:
-    """Largest k whose step and decode both fit: never more than the step alone, so top-down from there."""
-    lo, hi = 0, step_max + 1
-    k = step_max
-    while k >= 1 and hi - lo > 1 and time.perf_counter() < deadline:
+    """Largest k whose step and decode both fit: never more than the step alone, so from there down."""
+    lo, hi, k, first = 0, step_max + 1, step_max, True
+    while hi - lo > 1 and time.perf_counter() < deadline:
         rec = prober.probe(k, True)
         if rec["fits"]:
             lo = k
         else:
             hi = k
-        k = (lo + hi) // 2 if lo else (k - 1 if hi - 1 == k and k <= 2 else (lo + hi) // 2)
+        k = k - 1 if (first and not rec["fits"]) else (lo + hi) // 2
+        first = False
     return {"max_clips": lo, "bracket": [lo, hi], "complete": hi - lo <= 1 and step_complete}
 
 
@@ -232,9 +266,13 @@ def main(argv=None) -> int:
                      "unet_param_bytes": prober.param_bytes, "vae_param_bytes": prober.vae_bytes,
                      "decode_chunk": args.decode_chunk, "max_seconds": args.max_seconds},
            "probes": prober.probes}
+    prober.on_probe = lambda: common.write_json(args.out, res)
     # the step search gets most of the time; the decode search starts from its answer
     budget = args.max_seconds if args.no_decode else 0.7 * args.max_seconds
-    step = search(prober, t_start + budget, args.max_clips)
+    seeds = seed_points(args.seed_json, args) if args.seed_json else None
+    if args.seed_json:
+        print(f"seeds from {args.seed_json}: {seeds}", flush=True)
+    step = search(prober, t_start + budget, args.max_clips, seeds)
     res["step_only"] = {**step, "max_frames": step["max_clips"] * f}
     common.write_json(args.out, res)
     if not args.no_decode and step["max_clips"] > 0:

@@ -44,10 +44,18 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip the diffusers column")
     p.add_argument("--parallel", action="store_true",
                    help="also time the clip-parallel UNet on one device (shipped attn settings: padding 8, top_k 16)")
+    p.add_argument("--parallel-frames", type=int, nargs="+", default=None,
+                   help="with --parallel: only these frame counts (default: all of --frames)")
     p.add_argument("--clip-frames", type=int, default=None,
                    help="F of one clip for --parallel (default 24; 8 with --small); frames/F clips when divisible")
+    p.add_argument("--flops-only", action="store_true",
+                   help="compile from abstract shapes (no weights, nothing run; fine on a CPU for the full model) "
+                        "and report XLA's FLOP count and memory analysis only")
     p.add_argument("--matmul-n", type=int, default=None, help="size of the peak-rate matmul (default 8192; 1024 with --small)")
-    p.add_argument("--worker-timeout", type=float, default=900, help="seconds for each framework's subprocess")
+    p.add_argument("--budget-s", type=float, default=1800,
+                   help="wall seconds for both subprocesses together: torch (run first, it is quick) gets at "
+                        "most a third, JAX the rest; a subprocess past its share is stopped and what it had "
+                        "measured is kept")
     p.add_argument("--out", default=None, help="write the merged results as JSON here")
     p.add_argument("--worker", choices=("jax", "torch"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
@@ -76,6 +84,9 @@ def jax_worker(args) -> None:
     dev = jax.devices()[0]
     dtype = jnp.dtype(args.dtype)
     cfg = UNetConfig.from_dict(common.unet_dict(args.small))
+    if args.flops_only:
+        flops_only(args, cfg, dtype, out)
+        return
     t0 = time.perf_counter()
     _, abstract = unet_from_config(cfg)
     model = UNetModel(cfg, abstract)
@@ -109,6 +120,7 @@ def jax_worker(args) -> None:
             res["utilisation"] = res["tflops_per_s"] / out["matmul"]["tflops"]
         return res
 
+    # every vanilla step first (the JAX vs torch comparison), then the clip-parallel ones
     for frames in args.frames:
         x = jax.random.normal(jax.random.fold_in(key, frames), (2, frames, lh, lw, cfg.in_channels), dtype)
         run = {"frames": frames}
@@ -119,20 +131,61 @@ def jax_worker(args) -> None:
             run["jax"] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
         out["runs"][str(frames)] = run
         common.write_json(args.worker_out, out)
-        if args.parallel:
-            n = frames // args.clip_frames if frames % args.clip_frames == 0 else 1
-            vi = VideoInfinityConfig(num_clips=n)  # shipped plugin settings: padding 8, top_k 16, conv padding 4
-            mesh = clip_mesh(1)
-            ctx = jnp.broadcast_to(ctx1[:, None], (2, n) + ctx1.shape[1:])
-            try:
-                par = measure(jax.jit(sharded_unet(model, vi, n, mesh)), (params, x, t, ctx, fps))
-                par.update(frames_per_s=frames / (par["ms"] * 1e-3), clips=n, clip_frames=frames // n,
-                           attn_padding=vi.attn.padding, top_k=vi.attn.top_k, conv_padding=vi.conv_layer.padding)
-                run["jax_parallel"] = par
-            except Exception as e:  # noqa: BLE001
-                run["jax_parallel"] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
-            common.write_json(args.worker_out, out)
         del x
+    for frames in args.frames if args.parallel else ():
+        if args.parallel_frames is not None and frames not in args.parallel_frames:
+            continue
+        run = out["runs"][str(frames)]
+        x = jax.random.normal(jax.random.fold_in(key, frames), (2, frames, lh, lw, cfg.in_channels), dtype)
+        n = frames // args.clip_frames if frames % args.clip_frames == 0 else 1
+        vi = VideoInfinityConfig(num_clips=n)  # shipped plugin settings: padding 8, top_k 16, conv padding 4
+        mesh = clip_mesh(1)
+        ctx = jnp.broadcast_to(ctx1[:, None], (2, n) + ctx1.shape[1:])
+        try:
+            par = measure(jax.jit(sharded_unet(model, vi, n, mesh)), (params, x, t, ctx, fps))
+            par.update(frames_per_s=frames / (par["ms"] * 1e-3), clips=n, clip_frames=frames // n,
+                       attn_padding=vi.attn.padding, top_k=vi.attn.top_k, conv_padding=vi.conv_layer.padding)
+            run["jax_parallel"] = par
+        except Exception as e:  # noqa: BLE001
+            run["jax_parallel"] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
+        common.write_json(args.worker_out, out)
+        del x
+
+
+def flops_only(args, cfg, dtype, out) -> None:
+    """XLA's FLOPs and bytes of the compiled guided step, from ShapeDtypeStructs alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from vinf_jax.config import VideoInfinityConfig
+    from vinf_jax.loading import UNetModel, unet_from_config
+    from vinf_jax.parallel.apply import sharded_unet
+    from vinf_jax.parallel.mesh import clip_mesh
+
+    _, abstract = unet_from_config(cfg)
+    model = UNetModel(cfg, abstract)
+    params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype), abstract)
+    out["params"] = {"count": int(sum(a.size for a in jax.tree.leaves(abstract))),
+                     "bytes": int(sum(a.size for a in jax.tree.leaves(abstract))) * dtype.itemsize}
+    lh, lw = args.height // 8, args.width // 8
+    sds = jax.ShapeDtypeStruct
+    t, fps = sds((), jnp.int32), sds((2,), jnp.float32)
+    vanilla = jax.jit(lambda p, x, t, c, f: model.module(p)(x, t, c, f))
+    for frames in args.frames:
+        x = sds((2, frames, lh, lw, cfg.in_channels), dtype)
+        run = {"frames": frames}
+        variants = [("jax", vanilla, sds((2, 77, cfg.cross_attention_dim), dtype))]
+        if args.parallel and (args.parallel_frames is None or frames in args.parallel_frames):
+            n = frames // args.clip_frames if frames % args.clip_frames == 0 else 1
+            variants.append(("jax_parallel", jax.jit(sharded_unet(model, VideoInfinityConfig(num_clips=n), n, clip_mesh(1))),
+                             sds((2, n, 77, cfg.cross_attention_dim), dtype)))
+        for name, fn, ctx in variants:
+            t0 = time.perf_counter()
+            compiled = fn.lower(params, x, t, ctx, fps).compile()
+            run[name] = {"compile_s": time.perf_counter() - t0, "flops": common.cost_flops(compiled),
+                         "memory_analysis": common.memory_analysis(compiled)}
+        out["runs"][str(frames)] = run
+        common.write_json(args.worker_out, out)
 
 
 # --------------------------------------------------------------------------- torch worker
@@ -243,6 +296,11 @@ def torch_worker(args) -> None:
                         model(x, t, ctx, fps)
                         times.append((time.perf_counter() - t0) * 1e3)
                 run.update(common.summarize(times))
+                t0 = time.perf_counter()  # back to back, one sync: hides the host's launch overhead
+                for _ in range(args.steps):
+                    model(x, t, ctx, fps)
+                sync()
+                run["ms_pipelined"] = (time.perf_counter() - t0) * 1e3 / args.steps
                 run["frames_per_s"] = frames / (run["ms"] * 1e-3)
                 if cuda:
                     run["peak_bytes_in_use"] = int(torch.cuda.max_memory_allocated())
@@ -258,16 +316,16 @@ def torch_worker(args) -> None:
 
 
 # --------------------------------------------------------------------------- parent
-def run_worker(kind: str, args, argv: list[str]) -> dict:
+def run_worker(kind: str, args, argv: list[str], timeout: float) -> dict:
     fd, path = tempfile.mkstemp(prefix=f"unet_step_{kind}_", suffix=".json")
     os.close(fd)
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--worker", kind, "--worker-out", path]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, timeout=args.worker_timeout)
+        proc = subprocess.run(cmd, timeout=timeout)
         status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
     except subprocess.TimeoutExpired:
-        status = f"timed out after {args.worker_timeout:.0f} s"
+        status = f"stopped after {timeout:.0f} s (--budget-s); partial results kept"
     try:
         with open(path) as fh:
             data = json.load(fh)
@@ -322,7 +380,7 @@ def print_table(r: dict) -> None:
     skipped = (r.get("torch") or {}).get("skipped")
     if skipped:
         print(f"torch column skipped: {skipped}")
-    head = f"{'frames':>6} {'path':<13}{'ms/step':>10}{'frames/s':>10}{'TFLOP':>8}{'TFLOP/s':>9}{'util':>7}{'peak mem':>12}{'compile s':>10}"
+    head = f"{'frames':>6} {'path':<13}{'ms/step':>10}{'piped':>8}{'frames/s':>10}{'TFLOP':>8}{'TFLOP/s':>9}{'util':>7}{'peak mem':>12}{'compile s':>10}"
     print(head)
     for run in r["runs"]:
         for name in ("jax", "jax_parallel", "torch"):
@@ -332,11 +390,17 @@ def print_table(r: dict) -> None:
             if "error" in m:
                 print(f"{run['frames']:>6} {name:<13}  error: {m['error'][:90]}")
                 continue
+            if "ms" not in m:  # --flops-only
+                ma = m.get("memory_analysis") or {}
+                print(f"{run['frames']:>6} {name:<13}{'-':>10}{'-':>8}{'-':>10}{(m.get('flops') or 0) / 1e12:>8.4g}"
+                      f"{'':>9}{'':>7}{common.fmt_bytes(ma.get('total_bytes')):>12}{m['compile_s']:>10.1f}"
+                      f"   (XLA memory_analysis: args+out+temp)")
+                continue
             flops = m.get("flops") or run.get("jax", {}).get("flops")
             tfs = m.get("tflops_per_s") or m.get("tflops_per_s_xla_count")
             util = m.get("utilisation")
-            print(f"{run['frames']:>6} {name:<13}{m['ms']:>10.2f}{m['frames_per_s']:>10.1f}"
-                  f"{(flops or 0) / 1e12:>8.2f}{(tfs or 0):>9.1f}{(100 * util if util else 0):>6.1f}%"
+            print(f"{run['frames']:>6} {name:<13}{m['ms']:>10.2f}{m.get('ms_pipelined', float('nan')):>8.1f}{m['frames_per_s']:>10.1f}"
+                  f"{(flops or 0) / 1e12:>8.3g}{(tfs or 0):>9.3g}{(100 * util if util else 0):>6.1f}%"
                   f"{common.fmt_bytes(m.get('peak_bytes_in_use')):>12}"
                   f"{(m.get('compile_s') or m.get('first_call_s') or 0):>10.1f}")
         if run.get("ratio_torch_over_jax"):
@@ -354,12 +418,14 @@ def main(argv=None) -> int:
         torch_worker(args)
         return 0
     pass_on = argv  # the workers ignore --out and write to their own --worker-out
-    jx = run_worker("jax", args, pass_on)
-    th = None if args.no_torch else run_worker("torch", args, pass_on)
+    t0 = time.perf_counter()
+    th = None if (args.no_torch or args.flops_only) else run_worker("torch", args, pass_on, args.budget_s / 3)
+    jx = run_worker("jax", args, pass_on, max(args.budget_s - (time.perf_counter() - t0), 10))
     result = merge(args, jx, th)
     common.write_json(args.out, result)
     print_table(result)
-    ok = all("ms" in run.get("jax", {}) for run in result["runs"])
+    key = "flops" if args.flops_only else "ms"
+    ok = all(key in run.get("jax", {}) for run in result["runs"])
     return 0 if ok else 1
 
 

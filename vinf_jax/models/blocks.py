@@ -4,6 +4,8 @@ down/up-samplers. Inputs are channels-last with frames folded into the batch: (B
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -11,15 +13,31 @@ from flax import nnx
 from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, linear
 
 
-def attention(q, k, v, heads: int):
-    """Multi-head softmax attention for frame-local layers: (B, Lq, H*D), (B, Lk, H*D) -> (B, Lq, H*D).
+def _attention_impl(q, k) -> str | None:
+    """cuDNN flash attention for half-precision self-attention on GPUs (what makes the spatial
+    attention fast: no (tokens x tokens) score matrix in memory); XLA elsewhere. ``VINF_ATTENTION``
+    (``xla`` / ``cudnn``) overrides the choice."""
+    forced = os.environ.get("VINF_ATTENTION")
+    if forced:
+        return None if forced == "xla" else forced
+    if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[1] == k.shape[1]:
+        return "cudnn"
+    return None
 
-    ``jax.nn.dot_product_attention`` picks cuDNN flash attention on GPU for bf16 and plain XLA elsewhere.
-    """
+
+def attention(q, k, v, heads: int):
+    """Multi-head softmax attention for frame-local layers: (B, Lq, H*D), (B, Lk, H*D) -> (B, Lq, H*D)."""
     b, lq, inner = q.shape
     d = inner // heads
     split = lambda x: x.reshape(x.shape[0], x.shape[1], heads, d)
-    out = jax.nn.dot_product_attention(split(q), split(k), split(v), scale=d ** -0.5)
+    q4, k4, v4 = split(q), split(k), split(v)
+    impl = _attention_impl(q, k)
+    try:
+        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
+    except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA kernel is exact too
+        if impl is None:
+            raise
+        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5)
     return out.reshape(b, lq, inner)
 
 
