@@ -262,7 +262,7 @@ def _build_model(root: Path, name: str, cfg):
         from vinf_jax.loading import UNetModel
 
         model = UNetModel(cfg, None)  # traces the UNet; its abstract state doubles as the restore target
-        model.params = load_params(root / name, nnx.to_pure_dict(model._state), name, verify=False)
+        model.params = load_params(root / name, model.abstract, name, verify=False)
         return model
     if name == "text_encoder":
         from vinf_jax.models.clip_text import CLIPTextModel as cls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from functools import partial
 from pathlib import Path
 
@@ -15,26 +17,65 @@ from vinf_jax.errors import CheckpointError
 from vinf_jax.models.unet3d import UNet3D, UNetConfig
 
 
+@contextlib.contextmanager
+def _no_tracer_provenance():
+    """Skip jax's tracer-provenance text while building abstract modules.
+
+    flax 0.12 probes ``getattr(tracer, "sharding", None)`` for every parameter under
+    ``nnx.eval_shape``; for each probe jax builds an AttributeError message describing the
+    tracer's origin, which grows with the trace (quadratic overall) and is then thrown away by
+    getattr. For the full UNet that is 30-70 s of string building instead of ~2 s. Only the text
+    of swallowed errors changes; on another jax layout this does nothing.
+    """
+    try:
+        from jax._src.interpreters import partial_eval as pe
+
+        original = pe.DynamicJaxprTracer._origin_msg
+    except (ImportError, AttributeError):
+        yield
+        return
+    pe.DynamicJaxprTracer._origin_msg = lambda self: ""
+    try:
+        yield
+    finally:
+        pe.DynamicJaxprTracer._origin_msg = original
+
+
+def abstract_module(ctor):
+    """(graphdef, abstract nnx.State) of the module ``ctor(rngs)`` builds, allocating nothing."""
+    with _no_tracer_provenance():
+        return nnx.split(nnx.eval_shape(lambda: ctor(nnx.Rngs(0))))
+
+
 def abstract_params(ctor) -> tuple[nnx.GraphDef, dict]:
     """(graphdef, pure dict of ShapeDtypeStructs) of the module ``ctor()`` builds, allocating nothing."""
-    model = nnx.eval_shape(lambda: ctor(nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
+    graphdef, state = abstract_module(ctor)
     return graphdef, nnx.to_pure_dict(state)
 
 
+@functools.lru_cache(maxsize=8)
+def _unet_abstract(cfg: UNetConfig):
+    return abstract_module(lambda rngs: UNet3D(cfg, rngs=rngs))
+
+
 def unet_from_config(cfg: UNetConfig):
-    return abstract_params(lambda rngs: UNet3D(cfg, rngs=rngs))
+    graphdef, state = _unet_abstract(cfg)
+    return graphdef, nnx.to_pure_dict(state)
 
 
 class BoundModel:
     """A module as (graphdef, params): ``module(params)`` rebuilds it inside a trace, so jitted
     functions take the parameters as arguments instead of closing over 1.4 B constants."""
 
-    def __init__(self, ctor, config, params: dict):
+    def __init__(self, ctor, config, params: dict, abstract=None):
         self.config = config
-        abstract_module = nnx.eval_shape(lambda: ctor(nnx.Rngs(0)))
-        self.graphdef, self._state = nnx.split(abstract_module)
+        self.graphdef, self._state = abstract or abstract_module(ctor)
         self.params = params
+
+    @property
+    def abstract(self) -> dict:
+        """Pure dict of the parameters' ShapeDtypeStructs."""
+        return nnx.to_pure_dict(self._state)
 
     def module(self, params):
         state = jax.tree.map(lambda x: x, self._state)
@@ -44,7 +85,7 @@ class BoundModel:
 
 class UNetModel(BoundModel):
     def __init__(self, cfg: UNetConfig, params: dict):
-        super().__init__(lambda rngs: UNet3D(cfg, rngs=rngs), cfg, params)
+        super().__init__(None, cfg, params, abstract=_unet_abstract(cfg))
 
 
 def read_unet(folder: str | Path) -> UNetModel:

@@ -95,14 +95,16 @@ class VideoInfinityPipeline:
     @classmethod
     def tiny_random(cls, seed: int = 0, devices=None, dtype=None) -> "VideoInfinityPipeline":
         from vinf_jax import tiny
-        from vinf_jax.loading import abstract_params
-        from flax import nnx
+        from vinf_jax.loading import abstract_module
 
         def bound(ctor, cfg, s):
-            return BoundModel(ctor, cfg, tiny.random_params(abstract_params(ctor)[1], seed + s))
+            abstract = abstract_module(ctor)
+            model = BoundModel(ctor, cfg, {}, abstract=abstract)
+            model.params = tiny.random_params(model.abstract, seed + s)
+            return model
 
         unet = UNetModel(tiny.UNET, {})
-        unet.params = tiny.random_params(nnx.to_pure_dict(unet._state), seed)
+        unet.params = tiny.random_params(unet.abstract, seed)
         text = bound(lambda r: CLIPTextModel(tiny.TEXT, rngs=r), tiny.TEXT, 1)
         vae = bound(lambda r: VAEDecoder(tiny.VAE, rngs=r), tiny.VAE, 2)
         return cls(unet, text, vae, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
