@@ -97,8 +97,14 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     t2 = time.perf_counter()
     if bar is not None:
         bar.close()
+        from tqdm import tqdm
+
+        bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", file=sys.stderr)
     frames = pipe.decode(latents)
     t3 = time.perf_counter()
+    if bar is not None:
+        bar.update(frames.shape[0])
+        bar.close()
     # compile ~ time to the first step's report minus one step's time
     per_step = (marks["last"] - marks["first"]) / max(pipe_cfg.steps - 1, 1) if "first" in marks else 0.0
     compile_s = max(marks.get("first", t2) - t1 - per_step, 0.0)
