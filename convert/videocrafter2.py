@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import shutil
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from convert.mapping import params_from_torch
 from convert.safetensors_io import read_weights
-from vinf_jax.checkpoint import FORMAT, MARKER, atomic_folder, config_to_dict, save_params, write_json
+from vinf_jax.checkpoint import FORMAT, MARKER, atomic_folder, config_to_dict, read_json, save_params, write_json
 from vinf_jax.errors import ConversionError, VinfError
 
 _DIFFUSERS_STEMS = ("diffusion_pytorch_model",)
@@ -33,16 +32,7 @@ _TRANSFORMERS_STEMS = ("model", "pytorch_model")
 
 
 def _read_config(folder: Path, name: str, what: str) -> dict:
-    path = folder / name
-    if not path.is_file():
-        raise ConversionError(f"{what}: {path} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConversionError(f"{what}: {path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{what}: {path} does not hold a JSON object")
-    return data
+    return read_json(folder / name, what, error=ConversionError)
 
 
 def _folder(path: Path, what: str) -> Path:

@@ -159,15 +159,16 @@ def load_params(folder: str | os.PathLike, abstract: dict, what: str, *, verify:
     return _intify(restored)
 
 
-def read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str, error: type[Exception] = CheckpointError) -> dict:
+    """A JSON object from ``path``; any problem is an ``error`` naming ``what`` and the file."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{what}: {path} is missing") from None
+        raise error(f"{what}: {path} is missing") from None
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{what}: {path} is unreadable: {e}") from None
+        raise error(f"{what}: {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{what}: {path} does not hold a JSON object")
+        raise error(f"{what}: {path} does not hold a JSON object")
     return data
 
 
