@@ -368,7 +368,7 @@ def print_report(r: dict) -> None:
         print("note: the CPU compiler widened bf16 collectives to f32; elements match, bytes are counted in bf16")
     print("MATCH: measured == analytic" if r["match"] else "MISMATCH: measured != analytic")
     step = r["step_ms"]
-    print(f"projected communication per UNet step (no overlap with compute)"
+    print("projected communication per UNet step (no overlap with compute)"
           + (f", step {step:.1f} ms [{r['step_source']}]" if step else ""))
     for p in r["projection"]:
         frac = f"  = {100 * p['fraction_of_step']:.1f}% of the step" if p["fraction_of_step"] is not None else ""

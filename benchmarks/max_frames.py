@@ -130,7 +130,6 @@ class Prober:
         a = self.args
         rec = {"clips": k, "frames": k * a.clip_frames, "with_decode": with_decode}
         t0 = time.perf_counter()
-        resident = self.param_bytes + (self.vae_bytes if with_decode else 0)
         try:
             vi = self.VideoInfinityConfig(num_clips=k)
             step = jax.jit(self.sharded_unet(self.model, vi, k, self.mesh))

@@ -16,7 +16,6 @@ from vinf_jax.config import (
     ConfigWarning,
     ConvLayerConfig,
     DistributedConfig,
-    GenerateConfig,
     GroupNormConfig,
     Phase,
     PipeConfig,

@@ -7,7 +7,6 @@ is sharded over the mesh axis "clips" (see ``parallel/``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import partial
 from pathlib import Path

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import VideoInfinityConfig
