@@ -23,6 +23,7 @@ def converted(request, tmp_path_factory):
 CASES = [  # (batch, frames, height, width, timestep, fps)
     (1, 4, 16, 16, 999, 24),
     (2, 3, 8, 24, 1, 8),
+    (1, 6, 24, 8, 500, 12),
 ]
 
 
