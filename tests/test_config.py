@@ -308,11 +308,14 @@ def test_base_path_check(tmp_path):
         load_config(_minimal(base_path=str(tmp_path / "afile" / "out")))
     assert load_config(_minimal(base_path=str(tmp_path / "new" / "deeper"))).base_path.endswith("deeper")
     assert not (tmp_path / "new").exists()
-    if os.geteuid() != 0:  # root may write anywhere
+    if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        with pytest.raises(ConfigError, match=r"base_path: .*locked.* is not writable"):
-            load_config(_minimal(base_path=str(locked / "out")))
+    else:  # root may write to any mode-0500 folder, but not into a process's /proc entry
+        locked = Path("/proc/1")
+        assert locked.is_dir() and not os.access(locked, os.W_OK)
+    with pytest.raises(ConfigError, match=r"base_path: .*(locked|proc/1).* is not writable"):
+        load_config(_minimal(base_path=str(locked / "out")))
 
 
 # ----------------------------------------------------------------------------- bad values
