@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.vi_oracle import OracleSpec, patch_oracle, random_params
+from vi_oracle import OracleSpec, patch_oracle, random_params
 from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, Phase, VideoInfinityConfig
 from vinf_jax.loading import UNetModel, unet_from_config
 from vinf_jax.models.unet3d import UNetConfig

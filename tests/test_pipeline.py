@@ -52,8 +52,8 @@ def parity_models(tmp_path_factory):
     from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
 
     from convert.videocrafter2 import convert_unet
-    from tests.torch_refs import state_dict_numpy, tiny_clip_text, tiny_tokenizer, tiny_vae
-    from tests.unet_refs import FpsUNet, randomize_, save_tiny_unet
+    from torch_refs import state_dict_numpy, tiny_clip_text, tiny_tokenizer, tiny_vae
+    from unet_refs import FpsUNet, randomize_, save_tiny_unet
     from vinf_jax.loading import BoundModel, UNetModel
     from vinf_jax.models.clip_text import CLIPTextModel, convert_text_encoder
     from vinf_jax.models.vae import VAEDecoder, convert_vae

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.unet_refs import save_tiny_unet, tiny_unet, torch_unet_out
+from unet_refs import save_tiny_unet, tiny_unet, torch_unet_out
 
 TOL = 1e-4  # max |diff| <= TOL * max |ref|, float32 on the CPU
 
