@@ -144,3 +144,17 @@ def test_hlo_communication_is_the_designed_one():
         dims = tuple(int(s) for s in shape.split(","))
         assert dims[1] == g_rows and tuple(dims[2:]) in heads_dims, dims
     assert "all-reduce" not in hlo or vi.group_norm.sync  # no stray reductions without norm sync
+
+
+@pytest.mark.parametrize("kw", [dict(padding=0, conv_pad=0, top_k=0),  # no context at all
+                                dict(edge="zeros", padding=4, conv_pad=4, top_k=1, dynamic=False)],  # P = F
+                         ids=["no-context", "padding=F"])
+def test_context_extremes_match_oracle(kw, monkeypatch):
+    vi = vi_config(**kw)
+    n, d = 4, 2
+    x, ctx = inputs(n, 4, seed=7)
+    got = run_sharded(vi, n, d, x, ctx, 600.0)
+    with monkeypatch.context() as m:
+        patch_oracle(m)
+        ref = run_oracle(vi, n, x, ctx, 600.0)
+    close(got, ref)
