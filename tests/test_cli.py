@@ -83,22 +83,31 @@ def test_two_processes_equal_one(tmp_path):
 
 
 def test_interrupt_leaves_no_file(tmp_path):
-    """SIGINT in the middle of the denoising loop: exit, and nothing in base_path."""
+    """SIGINT in the middle of the denoising loop: prompt exit 130, and nothing in base_path."""
+    import re
+    import threading
+
+    steps = 500  # a minute or more of work on 2 cores, so only SIGINT ends it early
     cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(ROOT / "configs/tiny.json"),
-           "--set", f"base_path={tmp_path}/out", "--set", "pipe_configs.steps=400"]
+           "--set", f"base_path={tmp_path}/out", "--set", f"pipe_configs.steps={steps}"]
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
+    reader.start()
     deadline = time.time() + 300
-    buf = ""
-    while time.time() < deadline:  # wait until the loop reports steps (the bar goes to stderr)
-        ch = p.stderr.read(1)
-        buf += ch
-        if "denoise:" in buf and "step" in buf[buf.index("denoise:"):] and "/400" in buf:
-            time.sleep(2)
-            break
+    done = 0
+    while time.time() < deadline and p.poll() is None and done < 2:  # the bar (stderr) shows finished steps
+        time.sleep(0.2)
+        done = max([int(m) for m in re.findall(rf"\| *(\d+)/{steps}", "".join(err))] or [0])
+    assert done >= 2, "".join(err)[-2000:]
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode != 0
+    t0 = time.time()
+    p.wait(timeout=120)
+    reader.join(timeout=10)
+    assert p.returncode == 130, "".join(err)[-2000:]
+    assert time.time() - t0 < 60  # did not wait for the remaining steps
+    assert "interrupted: no output written" in "".join(err)
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
 
@@ -118,6 +127,7 @@ BAD = [  # (overrides, text the error line must contain)
     (["edge_mode=wrap"], "edge_mode"),
     (["pipe_configs.scheduler=euler"], "pipe_configs.scheduler"),
     (["dtype=torch.float8"], "dtype"),
+    (["pipe_configs.steps=1001"], "num_train_timesteps=1000"),
 ]
 
 

@@ -138,8 +138,12 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
+        # Output files only ever exist under temporary names, removed on the way out (video_io).
+        # Exit now: a compiled loop may still be running on the devices, and waiting for it at
+        # interpreter shutdown would make Ctrl-C take as long as the generation.
+        print("interrupted: no output written", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     return 0
 
 

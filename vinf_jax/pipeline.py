@@ -8,6 +8,7 @@ is sharded over the mesh axis "clips" (see ``parallel/``).
 from __future__ import annotations
 
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,6 +51,13 @@ def gather_to_host(x: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def wait_interruptibly(x: jax.Array, poll_s: float = 0.05) -> None:
+    """Wait for ``x`` in short sleeps, so Ctrl-C reaches Python during a long compiled loop
+    (``block_until_ready`` would hold the main thread in C++ until the loop ends)."""
+    while not x.is_ready():
+        time.sleep(poll_s)
 
 
 def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
@@ -227,6 +235,7 @@ class VideoInfinityPipeline:
         self._progress = progress
         try:
             x, bad = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
+            wait_interruptibly(bad)
             bad = gather_to_host(bad)
         finally:
             self._progress = None

@@ -356,7 +356,9 @@ def _make_dpm(spec: SchedulerSpec, cfg: dict, num_steps: int) -> Solver:
     p_s, p_m, p_div, _, _ = _prediction_rows(cfg["prediction_type"], alpha[cur], sigma[cur])
     zeros = np.zeros(num_steps)
     coefs = np.stack([p_s, p_m, p_div, zeros, zeros, a, b, c, zeros, n])
-    assert np.isfinite(coefs).all(), coefs
+    if not np.isfinite(coefs).all():  # e.g. 1000 steps: spacing repeats a timestep, so a step size is 0
+        raise ConfigError(f"pipe_configs.steps={num_steps}: this schedule repeats a timestep at that many "
+                          f"steps ({spec.kind}); use fewer steps")
     return Solver(
         kind=spec.kind,
         timesteps=timesteps,
@@ -398,7 +400,9 @@ def _make_ddim(spec: SchedulerSpec, cfg: dict, num_steps: int) -> Solver:
     zeros = np.zeros(num_steps)
     direction = np.sqrt(np.maximum(1 - a_prev - std**2, 0.0))
     coefs = np.stack([p_s, p_m, p_div, e_s, e_m, zeros, np.sqrt(a_prev), zeros, direction, std])
-    assert np.isfinite(coefs).all(), coefs
+    if not np.isfinite(coefs).all():  # e.g. 1000 steps: spacing repeats a timestep, so a step size is 0
+        raise ConfigError(f"pipe_configs.steps={num_steps}: this schedule repeats a timestep at that many "
+                          f"steps ({spec.kind}); use fewer steps")
     return Solver(
         kind="ddim",
         timesteps=ts,
@@ -420,6 +424,10 @@ def make_solver(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> 
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ConfigError(f"number of sampling steps must be a positive integer, got {num_steps!r}")
     num_steps = int(num_steps)
+    train_steps = int(scheduler_config.get("num_train_timesteps", 1000))
+    if num_steps > train_steps:  # diffusers refuses this too: timesteps would repeat
+        raise ConfigError(f"pipe_configs.steps={num_steps}: at most num_train_timesteps={train_steps} "
+                          "sampling steps")
     if spec.kind == "ddim":
         return _make_ddim(spec, _resolve_config(scheduler_config, _DDIM_DEFAULTS), num_steps)
     return _make_dpm(spec, _resolve_config(scheduler_config, _DPM_DEFAULTS), num_steps)
