@@ -199,30 +199,12 @@ def build_torch_unet(unet_cfg: dict, device, dtype):
 
     import torch
     from diffusers import UNet3DConditionModel
-    from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    from unet_refs import FpsUNet  # the same fps hook the parity tests check against diffusers
 
     accepted = inspect.signature(UNet3DConditionModel.__init__).parameters
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in unet_cfg.items() if k in accepted}
-
-    class FpsUNet(torch.nn.Module):
-        """fps -> sinusoid -> MLP, added to the time embedding (a forward hook on time_embedding)."""
-
-        def __init__(self, unet):
-            super().__init__()
-            self.unet = unet
-            c0 = unet.config.block_out_channels[0]
-            self.fps_proj = Timesteps(c0, True, 0)
-            self.fps_embedding = TimestepEmbedding(c0, 4 * c0)
-            self._fps = None
-            unet.time_embedding.register_forward_hook(self._add_fps)
-
-        def _add_fps(self, module, inputs, output):
-            f = self.fps_proj(self._fps.expand(output.shape[0]).float()).to(output.dtype)
-            return output + self.fps_embedding(f)
-
-        def forward(self, sample, timestep, context, fps):
-            self._fps = fps
-            return self.unet(sample, timestep, context).sample
 
     with torch.device(device):
         model = FpsUNet(UNet3DConditionModel(**kw))

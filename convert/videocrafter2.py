@@ -16,7 +16,6 @@ together in one ``ConversionError``. On success the folder appears atomically; t
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import shutil
 import sys
@@ -41,16 +40,9 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=4)
-def _unet_abstract(cfg):
-    """The UNet's abstract parameter tree; tracing it takes seconds even at toy size, so it is kept."""
-    from vinf_jax.loading import unet_from_config
-
-    return unet_from_config(cfg)[1]
-
-
 def convert_unet(unet_dir: str | Path, *, allow_pickle: bool = False):
     """(UNetConfig, params) from a diffusers-layout UNet folder (numpy only)."""
+    from vinf_jax.loading import unet_from_config  # cached per config: the trace is paid once
     from vinf_jax.models.unet3d import UNetConfig, unet_rename
 
     unet_dir = _folder(Path(unet_dir), "unet")
@@ -60,7 +52,7 @@ def convert_unet(unet_dir: str | Path, *, allow_pickle: bool = False):
     if fps_cond is None:  # the VideoCrafter2 port's config may not say; its weights do
         fps_cond = any(k.startswith("fps_embedding.") for k in tensors)
     cfg = UNetConfig.from_dict(raw, fps_cond=bool(fps_cond))
-    params = params_from_torch(_unet_abstract(cfg), tensors, rename=unet_rename, what=f"unet ({unet_dir})")
+    params = params_from_torch(unet_from_config(cfg)[1], tensors, rename=unet_rename, what=f"unet ({unet_dir})")
     return cfg, params
 
 
