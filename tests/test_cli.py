@@ -91,7 +91,10 @@ def test_interrupt_leaves_no_file(tmp_path):
     cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(ROOT / "configs/tiny.json"),
            "--set", f"base_path={tmp_path}/out", "--set", f"pipe_configs.steps={steps}"]
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A runner started in the background (`cmd &`) passes SIGINT on as ignored, and Python then installs
+    # no KeyboardInterrupt handler; give the child the disposition a terminal user's process has.
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
     reader.start()
