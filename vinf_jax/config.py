@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 TINY_RANDOM = "tiny-random"
+TINY_DEMO = "tiny-demo"  # shipped with the package (vinf_jax/demo), converted on first use
 CHECKPOINT_MARKER = "vinf_jax_checkpoint.json"
 CONVERT_COMMAND = "python -m convert.videocrafter2 --unet ... --base ... --out ..."
 EDGE_MODES = ("exact", "zeros")
@@ -595,7 +596,7 @@ def _read_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _check_model_folder(model: str) -> None:
-    if model == TINY_RANDOM:
+    if model in (TINY_RANDOM, TINY_DEMO):
         return
     folder = Path(model).expanduser()
     how = (f"use model={TINY_RANDOM} (e.g. --set model={TINY_RANDOM}) or create a checkpoint folder with "

@@ -112,20 +112,27 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     summary = {"load_s": round(t_load, 3), "compile_s": round(compile_s, 3), "denoise_s": round(denoise_s, 3),
                "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
                "frames_per_s": round(frames.shape[0] / max(denoise_s + (t3 - t2), 1e-9), 3)}
+    from vinf_jax.seams import jsonable, seam_scores, summary_line
+
+    seams = seam_scores(frames, pipe_cfg.num_frames)  # one decoded frame per latent frame
     if writer:
         from importlib.metadata import version
+
+        from vinf_jax.contact_sheet import write_contact_sheet
 
         sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
                                                          "processes": jax.process_count(),
                                                          "dtype": str(np.dtype(pipe.dtype))},
-                   "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
+                   "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary,
+                   "seams": jsonable(seams)}
         if cfg.save_frames == "npy":
             video_io.write_npy(stem.with_suffix(".npy"), frames)
         video_io.write_json(stem.with_suffix(".json"), sidecar)
+        write_contact_sheet(stem.with_suffix(".png"), frames, pipe_cfg.num_frames)
         video_io.write_mp4(stem.with_suffix(".mp4"), frames, pipe_cfg.export_fps)
         print(f"wrote {stem.with_suffix('.mp4')}  ({frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; "
               f"compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
-              f"{summary['frames_per_s']:.2f} frames/s)")
+              f"{summary['frames_per_s']:.2f} frames/s)\n{summary_line(seams)}; contact sheet {stem.with_suffix('.png')}")
     return summary
 
 

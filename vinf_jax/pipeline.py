@@ -85,9 +85,14 @@ class VideoInfinityPipeline:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=None) -> "VideoInfinityPipeline":
-        """From a converted checkpoint folder, or ``"tiny-random"`` (a small random model, no download)."""
+        """From a converted checkpoint folder, ``"tiny-random"`` (a small random model, no download) or
+        ``"tiny-demo"`` (the small model trained on the demo world, shipped in the package)."""
         if str(checkpoint_dir) == "tiny-random":
             return cls.tiny_random(devices=devices, dtype=dtype)
+        if str(checkpoint_dir) == "tiny-demo":  # the shipped trained model, through the real converter
+            from vinf_jax.demo.model import checkpoint_path
+
+            checkpoint_dir = checkpoint_path()
         from vinf_jax import checkpoint
 
         ck = checkpoint.load(checkpoint_dir)

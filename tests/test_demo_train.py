@@ -1,0 +1,139 @@
+"""Training the demo model: the objectives learn in a few steps, and what the exporter writes is a
+real diffusers pipeline that our converter reads back exactly (tiny sizes; seconds of compute)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vinf_jax.demo import train, world
+
+TINY_UNET = dict(down_block_types=["CrossAttnDownBlock3D"], up_block_types=["CrossAttnUpBlock3D"],
+                 block_out_channels=[16], layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                 cross_attention_dim=16)
+TINY_TEXT = dict(train.TEXT, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+TINY_VAE = dict(train.VAE, block_out_channels=[4, 8], norm_num_groups=2, up_block_types=["UpDecoderBlock2D"] * 2)
+
+
+def pooled_latents(frames: np.ndarray, factor: int = 8) -> np.ndarray:
+    """A stand-in for latents: frames (T, 64, 64, 3) average-pooled to 8x8, plus one constant channel."""
+    t, h, w, _ = frames.shape
+    x = frames.reshape(t, h // factor, factor, w // factor, factor, 3).mean((2, 4)) * 4 - 1
+    return np.concatenate([x, np.full(x.shape[:-1] + (1,), 0.5, np.float32)], -1)
+
+
+def test_unet_and_text_encoder_loss_falls():
+    import jax.numpy as jnp
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo.tokenizer import write_tokenizer
+    from vinf_jax.models.clip_text import CLIPTextConfig, tokenize
+    from vinf_jax.models.unet3d import UNetConfig
+
+    params, opt_state, step, loss, _ = train.unet_objective(
+        UNetConfig.from_dict(TINY_UNET, fps_cond=True), CLIPTextConfig.from_dict(TINY_TEXT), lr=3e-3, steps=20, seed=0)
+    scenes = [world.scene_from_seed(s) for s in (1, 2)]
+    x0 = np.stack([pooled_latents(world.render(s, 4, 12)) for s in scenes])  # (2, 4, 8, 8, 4)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(d)
+        ids = tokenize(CLIPTokenizer.from_pretrained(d), [world.caption(s, 4, 12) for s in scenes])
+    rng = np.random.default_rng(0)
+    batch = (jnp.asarray(x0), jnp.asarray(ids), jnp.asarray([12.0, 12.0]), jnp.asarray([300, 700]),
+             jnp.asarray(rng.standard_normal(x0.shape).astype(np.float32)))
+    before = float(loss(params, *batch))
+    for _ in range(8):
+        params, opt_state, _ = step(params, opt_state, *batch)
+    after = float(loss(params, *batch))
+    assert np.isfinite(before) and after < 0.8 * before, (before, after)
+
+
+def test_vae_loss_falls():
+    import jax
+    import jax.numpy as jnp
+
+    from vinf_jax.models.vae import VAEConfig
+
+    params, opt_state, step, loss, _ = train.vae_objective(VAEConfig.from_dict(TINY_VAE), lr=3e-3, steps=20, seed=0)
+    x = jnp.asarray(train.random_frames(np.random.default_rng(0), 4)[:, ::4, ::4])  # (4, 16, 16, 3)
+    key = jax.random.key(0)
+    before = float(loss(params, x, key)[1])
+    for _ in range(8):
+        params, opt_state, _ = step(params, opt_state, x, key)
+    after = float(loss(params, x, key)[1])
+    assert after < 0.7 * before, (before, after)
+
+
+def test_loss_curve_png(tmp_path):
+    from PIL import Image
+
+    train.loss_curve_png(tmp_path / "loss.png", {"a": list(np.geomspace(1, 0.01, 300)), "b": [0.5] * 10})
+    assert Image.open(tmp_path / "loss.png").size == (480, 400)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Tiny random models exported in the diffusers layout, and the Flax modules they came from."""
+    from flax import nnx
+
+    from vinf_jax.demo.autoencoder import AutoencoderKL
+    from vinf_jax.models.clip_text import CLIPTextConfig, CLIPTextModel
+    from vinf_jax.models.unet3d import UNet3D, UNetConfig
+    from vinf_jax.models.vae import VAEConfig
+
+    out = tmp_path_factory.mktemp("exp") / "pipe"
+    unet_cfg = UNetConfig.from_dict(TINY_UNET, fps_cond=True)
+    text_cfg = CLIPTextConfig.from_dict(TINY_TEXT)
+    vae = dict(TINY_VAE, scaling_factor=0.5)
+    models = (AutoencoderKL(VAEConfig.from_dict(vae), rngs=nnx.Rngs(0)), UNet3D(unet_cfg, rngs=nnx.Rngs(1)),
+              CLIPTextModel(text_cfg, rngs=nnx.Rngs(2)))
+    train.export(out, *models, unet_cfg, text_cfg, vae, np.dtype("float32"))
+    return out, models
+
+
+def test_export_is_a_diffusers_autoencoder(exported):
+    """diffusers' AutoencoderKL loads the exported VAE and encodes/decodes as our Flax modules do."""
+    torch = pytest.importorskip("torch")
+    from diffusers import AutoencoderKL as TorchAE
+
+    out, (ae, _, _) = exported
+    ref = TorchAE.from_pretrained(str(out / "vae")).eval()
+    x = train.random_frames(np.random.default_rng(1), 2)[:, ::2, ::2]  # (2, 32, 32, 3)
+    with torch.no_grad():
+        post = ref.encode(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).latent_dist
+        img = ref.decode(post.mean).sample.numpy().transpose(0, 2, 3, 1)
+    mean, logvar = ae.encode(x)
+    want = post.mean.numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(mean), want, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(np.asarray(logvar), post.logvar.numpy().transpose(0, 2, 3, 1), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(ae.decode(mean)), img, atol=1e-4 * np.abs(img).max())
+
+
+def test_export_converts_back_exactly(exported, tmp_path):
+    """The real converter reads the exported folder; every parameter comes back unchanged."""
+    from flax import nnx
+
+    from convert.mapping import flatten_pure
+    from convert.videocrafter2 import convert
+    from vinf_jax import checkpoint
+
+    out, (ae, unet, text) = exported
+    ck = checkpoint.load(convert(None, tmp_path / "ck", base=out))
+    pure = lambda m: flatten_pure(nnx.to_pure_dict(nnx.state(m, nnx.Param)))
+    for got, module in ((ck.unet.params, unet), (ck.text_encoder.params, text)):
+        want = pure(module)
+        got = flatten_pure(got)
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]), err_msg=k)
+    want = {k: v for k, v in pure(ae).items() if not k.startswith(("encoder.", "quant_conv."))}
+    got = flatten_pure(ck.vae.params)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]), err_msg=k)
+    assert ck.vae.config.scaling_factor == 0.5 and ck.scheduler_config["beta_schedule"] == "scaled_linear"
+    assert ck.tokenizer("a red circle moving right").input_ids[1:3] == ck.tokenizer("a red").input_ids[1:3]
+    assert json.loads((out / "unet" / "config.json").read_text())["fps_cond"] is True

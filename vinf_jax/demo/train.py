@@ -1,0 +1,338 @@
+"""Train the ``tiny-demo`` model from scratch on the synthetic world, with optax; deterministic.
+
+    python -m vinf_jax.demo.train --out runs/demo          # the shipped model (see README "The demo")
+    python -m vinf_jax.demo.train --out /tmp/q --quick     # seconds: checks that the losses fall
+
+Two stages, as latent diffusion models are trained:
+
+1. the AutoencoderKL (our ``VAEDecoder`` plus a diffusers-layout encoder) on single frames:
+   reconstruction MSE plus a small KL term; ``scaling_factor`` is then set so the latents of the
+   world have unit standard deviation (what Stable Diffusion's 0.18215 does for its VAE);
+2. the UNet3D (fps-conditioned) and the CLIP text encoder together, on latents of world clips,
+   with the epsilon-prediction loss of VideoCrafter2's scheduler and 10% empty prompts (for
+   classifier-free guidance).
+
+The output folder is a diffusers text-to-video pipeline (``export``), plus ``loss.png`` and
+``train_log.json`` (losses, sizes, wall time, machine, versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vinf_jax.demo import world
+
+SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear",
+             "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "epsilon", "clip_sample": False,
+             "set_alpha_to_one": False, "steps_offset": 1, "trained_betas": None, "skip_prk_steps": True}
+VOCAB = 576  # >= the demo tokenizer's 554 ids
+UNET = dict(down_block_types=["CrossAttnDownBlock3D", "DownBlock3D"], up_block_types=["UpBlock3D", "CrossAttnUpBlock3D"],
+            block_out_channels=[32, 64], layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
+            cross_attention_dim=64)
+TEXT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[8, 16, 32, 32], layers_per_block=1,
+           norm_num_groups=4, up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=1.0)
+
+PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
+    "full": dict(vae_steps=500, vae_batch=16, videos=384, video_frames=40, clip_frames=12, unet_steps=2000,
+                 unet_batch=6, lr=2e-3, vae_lr=2e-3, snapshot_every=250),
+    "quick": dict(vae_steps=6, vae_batch=4, videos=4, video_frames=8, clip_frames=8, unet_steps=6, unet_batch=2,
+                  lr=2e-3, vae_lr=3e-3, snapshot_every=0),
+}
+
+
+def alphas_cumprod(cfg: dict = SCHEDULER) -> np.ndarray:
+    betas = np.linspace(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"]) ** 2
+    return np.cumprod(1.0 - betas)
+
+
+def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n single frames of random scenes at random times, (n, H, W, 3) in [-1, 1]."""
+    out = []
+    for _ in range(n):
+        scene = world.random_scene(rng)
+        out.append(world.render(scene, 1, float(rng.choice(world.FPS_CHOICES)), start=int(rng.integers(0, 256)))[0])
+    return np.stack(out) * 2 - 1
+
+
+def _optimizer(lr: float, steps: int):
+    import optax
+
+    warm = max(1, min(100, steps // 10))
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=lr * 0.05)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, b2=0.99, weight_decay=1e-4))
+
+
+def vae_objective(cfg, lr: float, steps: int, seed: int):
+    """(params, opt_state, step, loss) of the autoencoder; ``loss(params, x, key) -> (total, mse)``,
+    ``step(params, opt_state, x, key) -> (params, opt_state, mse)``, both jitted."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from vinf_jax.demo.autoencoder import AutoencoderKL
+
+    graphdef, params = nnx.split(AutoencoderKL(cfg, rngs=nnx.Rngs(seed)), nnx.Param)
+    opt = _optimizer(lr, steps)
+
+    def loss_fn(params, x, key):
+        m = nnx.merge(graphdef, params)
+        mean, logvar = m.encode(x)
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        mse = jnp.mean(jnp.square(m.decode(z) - x))
+        kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+        return mse + 1e-4 * kl, mse
+
+    @jax.jit
+    def step(params, opt_state, x, key):
+        (_, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, key)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, mse
+
+    return params, opt.init(params), step, jax.jit(loss_fn), graphdef
+
+
+def train_vae(cfg, p, seed, log):
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    params, opt_state, step, _, graphdef = vae_objective(cfg, p["vae_lr"], p["vae_steps"], seed)
+    rng = np.random.default_rng(seed)
+    key = jax.random.key(seed)
+    losses = []
+    for i in range(p["vae_steps"]):
+        x = jnp.asarray(random_frames(rng, p["vae_batch"]))
+        params, opt_state, mse = step(params, opt_state, x, jax.random.fold_in(key, i))
+        losses.append(float(mse))
+        if i % 100 == 0 or i == p["vae_steps"] - 1:
+            log(f"vae step {i}: mse {losses[-1]:.5f}")
+    return nnx.merge(graphdef, params), losses
+
+
+def encode_world(ae, p, seed, log):
+    """Latent videos of ``videos`` random scenes (unscaled posterior means) and their scenes/fps."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed + 1)
+    scenes = [world.random_scene(rng) for _ in range(p["videos"])]
+    fps = rng.choice(world.FPS_CHOICES, size=p["videos"]).astype(np.float32)
+    starts = rng.integers(0, 256, size=p["videos"])
+    enc = jax.jit(lambda x: ae.encode(x)[0])
+    lat = []
+    for s, f, k in zip(scenes, fps, starts):
+        frames = world.render(s, p["video_frames"], float(f), start=int(k)) * 2 - 1
+        lat.append(np.asarray(enc(jnp.asarray(frames))))
+    log(f"encoded {len(lat)} videos of {p['video_frames']} frames")
+    return np.stack(lat), scenes, fps, starts
+
+
+def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int):
+    """(params, opt_state, step, loss, graphdefs) of the UNet + text encoder. ``loss(params, x0, ids,
+    fps, t, noise)`` is the epsilon MSE of VideoCrafter2's scheduler; ``step`` takes the same batch."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from vinf_jax.models.clip_text import CLIPTextModel
+    from vinf_jax.models.unet3d import UNet3D
+
+    ug, uparams = nnx.split(UNet3D(unet_cfg, rngs=nnx.Rngs(seed + 2)), nnx.Param)
+    tg, tparams = nnx.split(CLIPTextModel(text_cfg, rngs=nnx.Rngs(seed + 3)), nnx.Param)
+    params = {"unet": uparams, "text": tparams}
+    opt = _optimizer(lr, steps)
+    acp = jnp.asarray(alphas_cumprod(), jnp.float32)
+
+    def loss_fn(params, x0, ids, fps_b, t, noise):
+        ctx = nnx.merge(tg, params["text"])(ids)
+        ab = acp[t][:, None, None, None, None]
+        xt = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise
+        eps = nnx.merge(ug, params["unet"])(xt, t.astype(jnp.float32), ctx, fps_b)
+        return jnp.mean(jnp.square(eps - noise))
+
+    @jax.jit
+    def step(params, opt_state, x0, ids, fps_b, t, noise):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x0, ids, fps_b, t, noise)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return params, opt.init(params), step, jax.jit(loss_fn), (ug, tg)
+
+
+def all_captions() -> list[str]:
+    return sorted({f"a {c} {s} moving {d}" for c in world.COLORS for s in world.SHAPES for d in world.DIRECTIONS})
+
+
+def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, seed, log, snapshot=None):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from vinf_jax.models.clip_text import tokenize
+
+    params, opt_state, step, _, (ug, tg) = unet_objective(unet_cfg, text_cfg, p["lr"], p["unet_steps"], seed)
+    captions = all_captions()
+    ids_table = tokenize(tokenizer, captions + [""])
+    index = {c: i for i, c in enumerate(captions)}
+    rng = np.random.default_rng(seed + 4)
+    n, length = latents.shape[:2]
+    f = p["clip_frames"]
+    b = p["unet_batch"]
+    losses = []
+    for i in range(p["unet_steps"]):
+        v = rng.integers(0, n, size=b)
+        off = rng.integers(0, length - f + 1, size=b)
+        x0 = np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)])
+        rows = [index[world.caption(scenes[vi], f, float(fps[vi]), start=int(starts[vi] + o))] for vi, o in zip(v, off)]
+        rows = [len(captions) if rng.random() < 0.1 else r for r in rows]  # empty prompt: CFG's unconditional
+        t = rng.integers(0, 1000, size=b)
+        noise = rng.standard_normal(x0.shape).astype(np.float32)
+        params, opt_state, loss = step(params, opt_state, jnp.asarray(x0), jnp.asarray(ids_table[rows]),
+                                       jnp.asarray(fps[v]), jnp.asarray(t), jnp.asarray(noise))
+        losses.append(float(loss))
+        if i % 100 == 0 or i == p["unet_steps"] - 1:
+            log(f"unet step {i}: loss {np.mean(losses[-100:]):.4f}")
+        if snapshot and p["snapshot_every"] and (i + 1) % p["snapshot_every"] == 0 and i + 1 < p["unet_steps"]:
+            snapshot(i + 1, nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]))
+    return nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses
+
+
+def loss_curve_png(path: Path, curves: dict[str, list[float]]) -> None:
+    """One panel per curve (log-scale loss against step, smoothed over 1% of the run), Pillow only."""
+    from PIL import Image, ImageDraw
+
+    w, h, pad = 480, 200, 36
+    img = Image.new("RGB", (w, h * len(curves)), "white")
+    d = ImageDraw.Draw(img)
+    for row, (name, ys) in enumerate(curves.items()):
+        y = np.log10(np.maximum(np.asarray(ys, np.float64), 1e-12))
+        k = max(1, len(y) // 100)
+        y = np.convolve(y, np.ones(k) / k, mode="valid")
+        lo, hi = float(y.min()), float(y.max()) + 1e-9
+        top = row * h
+        d.rectangle([pad, top + 10, w - 10, top + h - pad], outline="black")
+        pts = [(pad + (w - 10 - pad) * i / max(len(y) - 1, 1), top + 10 + (h - pad - 10) * (hi - v) / (hi - lo))
+               for i, v in enumerate(y)]
+        d.line(pts, fill=(200, 30, 30), width=2)
+        d.text((pad + 6, top + 14), f"{name}: log10 loss {hi:.2f} .. {lo:.2f} over {len(ys)} steps", fill="black")
+        d.text((pad, top + h - pad + 6), "step 0", fill="black")
+        d.text((w - 80, top + h - pad + 6), f"step {len(ys)}", fill="black")
+    tmp = path.with_name(f".{path.name}.partial.png")
+    img.save(tmp)
+    os.replace(tmp, path)
+
+
+def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) -> None:
+    from flax import nnx
+
+    from vinf_jax.demo.export import torch_state_dict, write_component
+    from vinf_jax.demo.tokenizer import write_tokenizer
+    from vinf_jax.models.unet3d import unet_rename
+
+    pure = lambda m: nnx.to_pure_dict(nnx.state(m, nnx.Param))
+    write_component(out / "unet", {"_class_name": "UNet3DConditionModel", **unet_cfg.to_dict(), "sample_size": 8,
+                                   "num_attention_heads": None, "act_fn": "silu"},
+                    "diffusion_pytorch_model.safetensors", torch_state_dict(pure(unet), unet_rename, dtype=dtype))
+    write_component(out / "text_encoder", {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+                                           **TEXT}
+                    | _special_ids(), "model.safetensors", torch_state_dict(pure(text), dtype=dtype))
+    n = len(vae_cfg["block_out_channels"])
+    write_component(out / "vae", {"_class_name": "AutoencoderKL", **vae_cfg, "down_block_types": ["DownEncoderBlock2D"] * n,
+                                  "act_fn": "silu", "sample_size": world.SIZE},
+                    "diffusion_pytorch_model.safetensors", torch_state_dict(pure(ae), dtype=dtype))
+    write_tokenizer(out / "tokenizer")
+    (out / "scheduler").mkdir(exist_ok=True)
+    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER, indent=2, sort_keys=True) + "\n")
+
+
+def _special_ids() -> dict:
+    from vinf_jax.demo.tokenizer import vocab_and_merges
+
+    vocab, _ = vocab_and_merges()
+    return {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vinf_jax.demo.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="new output folder (diffusers layout + loss.png + train_log.json)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    ap.add_argument("--quick", action="store_true", help="same as --preset quick")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=INT", help="override a preset number")
+    ap.add_argument("--dtype", choices=("float32", "float16"), default="float16", help="dtype of the written weights")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.exists():
+        print(f"error: --out {out} exists; choose a new folder", file=sys.stderr)
+        return 2
+    p = dict(PRESETS["quick" if args.quick else args.preset])
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        if k not in p:
+            print(f"error: --set {k}: unknown; known: {sorted(p)}", file=sys.stderr)
+            return 2
+        p[k] = type(p[k])(float(v)) if isinstance(p[k], float) else int(v)
+    t0 = time.time()
+    lines = []
+
+    def log(msg):
+        line = f"[{time.time() - t0:7.1f} s] {msg}"
+        lines.append(line)
+        print(line, flush=True)
+
+    import jax
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo.tokenizer import write_tokenizer
+    from vinf_jax.models.clip_text import CLIPTextConfig
+    from vinf_jax.models.unet3d import UNetConfig
+    from vinf_jax.models.vae import VAEConfig
+
+    tmp = out.with_name(f".{out.name}.partial")
+    write_tokenizer(tmp / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp / "tokenizer"))
+    vae_cfg = VAEConfig.from_dict(VAE)
+    ae, vae_losses = train_vae(vae_cfg, p, args.seed, log)
+    t_vae = time.time() - t0
+    latents, scenes, fps, starts = encode_world(ae, p, args.seed, log)
+    scale = float(1.0 / latents.std())
+    log(f"latent std {latents.std():.4f} -> scaling_factor {scale:.5f}")
+    unet_cfg, text_cfg = UNetConfig.from_dict(UNET, fps_cond=True), CLIPTextConfig.from_dict(TEXT)
+    vae_out = {**VAE, "scaling_factor": scale}
+
+    def snapshot(step, unet, text):  # intermediate models, to look at while the run goes on
+        export(tmp / "snapshots" / f"step_{step}", ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
+        log(f"snapshot at step {step}")
+
+    unet, text, unet_losses = train_unet(unet_cfg, text_cfg, latents * scale, scenes, fps, starts, tokenizer, p,
+                                         args.seed, log, snapshot)
+    wall = time.time() - t0
+    export(tmp, ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
+    loss_curve_png(tmp / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": unet_losses})
+    from importlib.metadata import version
+
+    (tmp / "train_log.json").write_text(json.dumps({
+        "preset": p, "seed": args.seed, "wall_s": round(wall, 1), "vae_wall_s": round(t_vae, 1),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}",
+        "versions": {k: version(k) for k in ("jax", "flax", "optax")},
+        "final": {"vae_mse": float(np.mean(vae_losses[-50:])), "unet_loss": float(np.mean(unet_losses[-100:]))},
+        "log": lines}, indent=1) + "\n")
+    os.replace(tmp, out)
+    log(f"wrote {out} ({wall:.0f} s of training)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
