@@ -48,11 +48,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--docs", help="folder for the README's contact sheets (first seed)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (both runs)")
     args = ap.parse_args(argv)
     from vinf_jax.contact_sheet import write_contact_sheet
     from vinf_jax.pipeline import VideoInfinityPipeline
 
-    cfgs = {"video_infinity": load_demo_config(args.config), "independent": load_demo_config(args.config, INDEPENDENT)}
+    cfgs = {"video_infinity": load_demo_config(args.config, args.set),
+            "independent": load_demo_config(args.config, args.set + list(INDEPENDENT))}
     pipe = VideoInfinityPipeline.from_pretrained(cfgs["video_infinity"].model)
     out = {"env": env_info(), "config": args.config, "seeds": args.seeds, "runs": {}}
     for name, cfg in cfgs.items():

@@ -19,6 +19,7 @@ The output folder is a diffusers text-to-video pipeline (``export``), plus ``los
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -204,7 +205,7 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
         if i % 100 == 0 or i == p["unet_steps"] - 1:
             log(f"unet step {i}: loss {np.mean(losses[-100:]):.4f}")
         if snapshot and p["snapshot_every"] and (i + 1) % p["snapshot_every"] == 0 and i + 1 < p["unet_steps"]:
-            snapshot(i + 1, nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]))
+            snapshot(i + 1, nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses)
     return nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses
 
 
@@ -245,8 +246,7 @@ def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) 
                                    "num_attention_heads": None, "act_fn": "silu"},
                     "diffusion_pytorch_model.safetensors", torch_state_dict(pure(unet), unet_rename, dtype=dtype))
     write_component(out / "text_encoder", {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
-                                           **TEXT}
-                    | _special_ids(), "model.safetensors", torch_state_dict(pure(text), dtype=dtype))
+                                           **dataclasses.asdict(text_cfg)} | _special_ids(), "model.safetensors", torch_state_dict(pure(text), dtype=dtype))
     n = len(vae_cfg["block_out_channels"])
     write_component(out / "vae", {"_class_name": "AutoencoderKL", **vae_cfg, "down_block_types": ["DownEncoderBlock2D"] * n,
                                   "act_fn": "silu", "sample_size": world.SIZE},
@@ -312,8 +312,10 @@ def main(argv=None) -> int:
     unet_cfg, text_cfg = UNetConfig.from_dict(UNET, fps_cond=True), CLIPTextConfig.from_dict(TEXT)
     vae_out = {**VAE, "scaling_factor": scale}
 
-    def snapshot(step, unet, text):  # intermediate models, to look at while the run goes on
-        export(tmp / "snapshots" / f"step_{step}", ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
+    def snapshot(step, unet, text, losses):  # intermediate models, to look at while the run goes on
+        folder = tmp / "snapshots" / f"step_{step}"
+        export(folder, ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
+        loss_curve_png(folder / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": losses})
         log(f"snapshot at step {step}")
 
     unet, text, unet_losses = train_unet(unet_cfg, text_cfg, latents * scale, scenes, fps, starts, tokenizer, p,
