@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from vinf_jax.config import GenerateConfig, check_devices, load_config, to_dict
 from vinf_jax.errors import VinfError
@@ -31,20 +32,22 @@ def requested_devices(cfg: GenerateConfig) -> int | None:
 
 
 def start_jax(cfg: GenerateConfig):
-    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any."""
+    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any
+    (given by the config, JAX_* variables, or the srun / mpirun environment: ``launchers``)."""
+    from vinf_jax.launchers import detect_job
+
+    job = detect_job(cfg.distributed)
     want = requested_devices(cfg) or cfg.video_infinity.num_clips
-    dist = cfg.distributed
-    nproc = dist.num_processes or 1
     if want and "jax" not in sys.modules:
         # On a machine without accelerators a config asking for D devices runs on D virtual CPU
         # devices (per process: D / processes). Accelerator backends ignore this.
-        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // nproc)))
+        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // job.num_processes)))
     import jax
 
-    if dist.coordinator_address:
+    if job.multi_process:
         from vinf_jax.parallel.mesh import initialize_distributed
 
-        initialize_distributed(dist.coordinator_address, nproc, dist.process_id or 0)
+        initialize_distributed(job.coordinator_address, job.num_processes, job.process_id, launcher=job.launcher)
     return jax
 
 
@@ -70,7 +73,10 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     writer = jax.process_index() == 0
     n = cfg.video_infinity.num_clips or len(devices)
     total = n * pipe_cfg.num_frames
-    stem = video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)
+    video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)  # refuses a taken file_name now
+    # the index is claimed when the files are published (another run may take one meanwhile)
+    name = (video_io.OutputName.explicit(Path(cfg.base_path) / pipe_cfg.file_name) if pipe_cfg.file_name
+            else video_io.OutputName.indexed(cfg.base_path, total, pipe_cfg.steps, pipe_cfg.fps))
 
     t0 = time.perf_counter()
     pipe = VideoInfinityPipeline.from_pretrained(cfg.model, devices=devices, dtype=cfg.dtype)
@@ -95,37 +101,38 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                    scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
                    output_type="latent", progress=progress)
     t2 = time.perf_counter()
+    frames = int(latents.shape[2])
     if bar is not None:
         bar.close()
         from tqdm import tqdm
 
-        bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", file=sys.stderr)
-    frames = pipe.decode(latents)
-    t3 = time.perf_counter()
-    if bar is not None:
-        bar.update(frames.shape[0])
-        bar.close()
+        bar = tqdm(total=frames, desc="decode+write", unit="frame", file=sys.stderr)
     # compile ~ time to the first step's report minus one step's time
     per_step = (marks["last"] - marks["first"]) / max(pipe_cfg.steps - 1, 1) if "first" in marks else 0.0
     compile_s = max(marks.get("first", t2) - t1 - per_step, 0.0)
     denoise_s = (t2 - t1) - compile_s
     summary = {"load_s": round(t_load, 3), "compile_s": round(compile_s, 3), "denoise_s": round(denoise_s, 3),
-               "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
-               "frames_per_s": round(frames.shape[0] / max(denoise_s + (t3 - t2), 1e-9), 3)}
-    if writer:
+               "frames": frames}
+
+    def sidecar(res):  # written with the mp4, once the frames are out
         from importlib.metadata import version
 
-        sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
-                                                         "processes": jax.process_count(),
-                                                         "dtype": str(np.dtype(pipe.dtype))},
-                   "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
-        if cfg.save_frames == "npy":
-            video_io.write_npy(stem.with_suffix(".npy"), frames)
-        video_io.write_json(stem.with_suffix(".json"), sidecar)
-        video_io.write_mp4(stem.with_suffix(".mp4"), frames, pipe_cfg.export_fps)
-        print(f"wrote {stem.with_suffix('.mp4')}  ({frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; "
-              f"compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
-              f"{summary['frames_per_s']:.2f} frames/s)")
+        summary.update(decode_write_s=round(res.seconds, 3),
+                       frames_per_s=round(frames / max(denoise_s + res.seconds, 1e-9), 3))
+        return {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
+                                                     "processes": jax.process_count(),
+                                                     "dtype": str(np.dtype(pipe.dtype))},
+                "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
+
+    res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
+                            progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    summary.setdefault("decode_write_s", round(res.seconds, 3))
+    if writer:
+        h, w = pipe_cfg.height, pipe_cfg.width
+        print(f"wrote {res.path}  ({frames} frames {w}x{h}; compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, "
+              f"decode+write {res.seconds:.1f} s, {summary['frames_per_s']:.2f} frames/s)")
     return summary
 
 
