@@ -196,7 +196,9 @@ def read_mp4(path: Path) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of an mp4 (tests and users checking an output)."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
     w, h = meta["size"]
     return np.stack([np.frombuffer(fr, np.uint8).reshape(h, w, 3) for fr in reader])
