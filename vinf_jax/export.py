@@ -43,6 +43,9 @@ def device_uint8(y: jax.Array) -> jax.Array:
     return (jax.lax.optimization_barrier(y * 255) + 0.5).astype(jnp.uint8)
 
 
+_frames_first = jax.jit(lambda a: jnp.transpose(a[0], (1, 2, 3, 0)).astype(jnp.float32))
+
+
 def frames_first(pipe, latents):
     """Latents (1, C, T, h, w) -> (T, h, w, C): on the devices for a mesh array, else on the host."""
     if len(np.shape(latents)) != 5 or np.shape(latents)[0] != 1 \
@@ -51,7 +54,7 @@ def frames_first(pipe, latents):
                           f"got {tuple(np.shape(latents))}")
     if isinstance(latents, jax.Array):
         if set(latents.sharding.device_set) <= set(pipe.mesh.devices.flat):
-            return jax.jit(lambda a: jnp.transpose(a[0], (1, 2, 3, 0)).astype(jnp.float32))(latents)
+            return _frames_first(latents)
         latents = np.asarray(latents)  # elsewhere (e.g. one default device): via the host
     return np.transpose(np.asarray(latents, np.float32)[0], (1, 2, 3, 0))
 

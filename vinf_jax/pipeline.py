@@ -51,6 +51,11 @@ def wait_interruptibly(x: jax.Array, poll_s: float = 0.05) -> None:
         time.sleep(poll_s)
 
 
+# layout changes of latents that stay on the devices (jitted once, at module level)
+_channels_first = jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))
+_channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)))
+
+
 def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
     """Clip c uses prompts[(c * len(prompts)) // N] (spec section 1)."""
     return [(c * num_prompts) // num_clips for c in range(num_clips)]
@@ -273,14 +278,14 @@ class VideoInfinityPipeline:
             raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
                                  f"of {steps} (check the weights and dtype)")
         if output_type == "latent":  # stays on the devices (sharded over frames) for export_video
-            return jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))(x)
+            return _channels_first(x)
         return gather_to_host(self._decode_fn(8)(self._vae_params, x[0]))
 
     def _latents_on_mesh(self, latents) -> jax.Array:
         """Given latents (1, C, T, h, w) -> (1, T, h, w, C) sharded over frames."""
         sharding = clip_sharding(self.mesh, 5, 1)
         if isinstance(latents, jax.Array) and set(latents.sharding.device_set) <= set(self.mesh.devices.flat):
-            return jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)), out_shardings=sharding)(latents)
+            return jax.device_put(_channels_last(latents), sharding)
         return put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), sharding)
 
     def _report(self, step: int):

@@ -12,6 +12,7 @@ no other process copies frames to its host, and nobody gathers the whole video a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -62,13 +63,18 @@ class ChunkPlan:
         return [(self.senders[r * d0 + j], self.receivers[j]) for j in range(d0) if r * d0 + j < len(self.senders)]
 
 
+@functools.lru_cache(maxsize=16)
+def _reshaper(shape, sharding):
+    return jax.jit(lambda a: a.reshape(shape), out_shardings=sharding)
+
+
 def chunk_layout(mesh: Mesh, plan: ChunkPlan, x) -> jax.Array:
     """Frames-first array (T, ...) (host numpy, or on the mesh) -> (chunks, D, c, ...) with device d
     holding ``[:, d]``: the chunk-major layout above (an all-to-all of the small latents)."""
     shape = (plan.num_chunks, plan.devices, plan.per_chunk) + tuple(x.shape[1:])
     sharding = NamedSharding(mesh, P(None, AXIS))
     if isinstance(x, jax.Array):
-        return jax.jit(lambda a: a.reshape(shape), out_shardings=sharding)(x)
+        return _reshaper(shape, sharding)(x)
     host = np.asarray(x).reshape(shape)
     return jax.make_array_from_callback(shape, sharding, lambda idx: host[idx])
 
