@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 from vinf_jax.config import GenerateConfig, load_config, to_dict
-from vinf_jax.errors import VinfError
+from vinf_jax.errors import VinfError, VinfWarning
 
 
 def _parse(argv):
@@ -66,6 +67,7 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     jax = start_jax(cfg)
     import numpy as np
 
+    from vinf_jax.compile_cache import CompileStats
     from vinf_jax.pipeline import VideoInfinityPipeline
 
     devices, devices_why = select_devices(jax, cfg)
@@ -75,9 +77,14 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     total = n * pipe_cfg.num_frames
     stem = video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)
 
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if writer and not quiet else (lambda msg: None)
+    say(f"devices: {devices_why}")
+    stats = CompileStats()
     t0 = time.perf_counter()
+    say(f"loading {cfg.model} ...")
     pipe = VideoInfinityPipeline.from_pretrained(cfg.model, devices=devices, dtype=cfg.dtype)
     t_load = time.perf_counter() - t0
+    say("compiling the denoising loop (or loading it from the compilation cache) ...")
     bar = None
     if writer and not quiet:
         from tqdm import tqdm
@@ -87,7 +94,6 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
 
     def progress(step):
         marks.setdefault("first", time.perf_counter())
-        marks["last"] = time.perf_counter()
         if bar is not None:
             bar.update(1)
 
@@ -98,6 +104,7 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                    scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
                    output_type="latent", progress=progress)
     t2 = time.perf_counter()
+    compiled = stats.snapshot()  # everything compiled (or read from the cache) up to the loop's end
     if bar is not None:
         bar.close()
         from tqdm import tqdm
@@ -108,17 +115,22 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     if bar is not None:
         bar.update(frames.shape[0])
         bar.close()
-    # compile ~ time to the first step's report minus one step's time
-    per_step = (marks["last"] - marks["first"]) / max(pipe_cfg.steps - 1, 1) if "first" in marks else 0.0
-    compile_s = max(marks.get("first", t2) - t1 - per_step, 0.0)
-    denoise_s = (t2 - t1) - compile_s
-    summary = {"load_s": round(t_load, 3), "compile_s": round(compile_s, 3), "denoise_s": round(denoise_s, 3),
-               "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
+    first_step_s = marks.get("first", t2) - t1  # compile (or cache load) + the first step
+    denoise_s = t2 - t1
+    summary = {"load_s": round(t_load, 3), "first_step_s": round(first_step_s, 3),
+               "compile_s": compiled["compile_s"], "compiled_programs": compiled["compiles"],
+               "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
+                                 "misses": compiled["cache_misses"]},
+               "denoise_s": round(denoise_s, 3), "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
                "frames_per_s": round(frames.shape[0] / max(denoise_s + (t3 - t2), 1e-9), 3)}
+    cache = compiled["cache_hits"]
+    cache_note = (f"compile cache: {cache} hit(s), {compiled['cache_misses']} miss(es)" if pipe.compile_cache_dir
+                  else "compile cache off")
     if writer:
         from importlib.metadata import version
 
         sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
+                                                         "devices_why": devices_why,
                                                          "processes": jax.process_count(),
                                                          "dtype": str(np.dtype(pipe.dtype))},
                    "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
@@ -127,13 +139,26 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
         video_io.write_json(stem.with_suffix(".json"), sidecar)
         video_io.write_mp4(stem.with_suffix(".mp4"), frames, pipe_cfg.export_fps)
         print(f"wrote {stem.with_suffix('.mp4')}  ({frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; "
-              f"compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
+              f"{len(devices)} device(s); first step {first_step_s:.1f} s (compile {compiled['compile_s']:.1f} s, "
+              f"{cache_note}), denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
               f"{summary['frames_per_s']:.2f} frames/s)")
     return summary
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one readable line (no source line echoed); others as Python prints them."""
+    if issubclass(category, VinfWarning):
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
+    warnings.showwarning = _show_warning
     try:
         cfg = load_config(args.config, args.set)
         run(cfg, quiet=args.quiet)
@@ -147,6 +172,8 @@ def main(argv=None) -> int:
         print("interrupted: no output written", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
+    finally:
+        warnings.showwarning = _python_showwarning
     return 0
 
 
