@@ -50,35 +50,13 @@ def vae_dict(small: bool) -> dict:
     return dict(SMALL_VAE if small else FULL_VAE)
 
 
-def skip_tracer_origin_messages() -> bool:
-    """Make building abstract NNX modules fast (30-70 s -> ~1.5 s for the UNet, flax 0.12.8, jax 0.10.2).
-
-    ``nnx.Rngs`` / ``Variable.set_value`` probe ``getattr(tracer, "sharding", None)`` on every
-    parameter under ``nnx.eval_shape``; each probe builds an AttributeError whose message
-    (``_origin_msg``) summarises the tracer's provenance, which is quadratic in the trace. The
-    message is never shown (getattr swallows it), so the benchmarks drop it. Diagnostic text only:
-    no computed value changes.
-    """
-    try:
-        from jax._src.interpreters import partial_eval as pe
-
-        if hasattr(pe.DynamicJaxprTracer, "_origin_msg"):
-            pe.DynamicJaxprTracer._origin_msg = lambda self: ""
-            return True
-    except Exception:  # noqa: BLE001 - another jax layout: stay slow but correct
-        pass
-    return False
-
-
 # --------------------------------------------------------------------------- random weights (JAX)
 def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_limit: int = 50_000_000):
-    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device leaf by leaf.
-
-    Kernels ~ N(0, 1/fan_in), norm scales near one, small biases: activations stay O(1) through
-    the network, so bf16 neither overflows nor times NaNs. Full-size trees never pass through host memory.
-    One small jitted draw per distinct (shape, kind): a single jit returning all ~1500 leaves
-    takes minutes to compile on the CPU. Trees of at most ``host_limit`` elements (the small
-    configs) are drawn with numpy on the host instead, which is faster still.
+    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), with ``vinf_jax.random_init``'s rule
+    (norm scales ~ 1 + N(0, .1)), drawn on the device leaf by leaf: full-size trees never pass
+    through host memory. One small jitted draw per distinct (shape, name): a single jit returning all
+    ~1500 leaves takes minutes to compile on the CPU. Trees of at most ``host_limit`` elements (the
+    small configs) are drawn with numpy on the host instead, which is faster still.
     """
     import functools
 
@@ -86,43 +64,26 @@ def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_
     import jax.numpy as jnp
     import numpy as np
 
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    from vinf_jax.random_init import random_params, scale_leaf
 
-    def name(path):
-        last = path[-1]
-        return str(getattr(last, "key", getattr(last, "name", last)))
-
-    def kind_of(path, shape):
-        n = name(path)
-        return "kernel" if (n == "kernel" and len(shape) >= 2) else ("scale" if n == "scale" else "other")
-
-    def scaled(z, shape, kind):
-        if kind == "kernel":
-            return z / np.sqrt(max(int(np.prod(shape[:-1])), 1))
-        return 1.0 + 0.1 * z if kind == "scale" else 0.02 * z
-
-    total = sum(int(np.prod(leaf.shape)) for _, leaf in paths_leaves)
+    total = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(abstract))
     if total <= host_limit:  # small models: numpy on the host is faster than ~40 small compiles
-        rng = np.random.default_rng(seed)
-        out = []
-        for path, leaf in paths_leaves:
-            shape = tuple(leaf.shape)
-            v = scaled(rng.standard_normal(shape, dtype=np.float32), shape, kind_of(path, shape))
-            out.append(jax.device_put(v.astype(jnp.dtype(dtype)), sharding))  # numpy casts: no compile
-        return jax.tree_util.tree_unflatten(treedef, out)
+        host = random_params(abstract, seed, scale_std=0.1)
+        return jax.tree.map(lambda v: jax.device_put(v.astype(jnp.dtype(dtype)), sharding), host)
 
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
     kw = {} if sharding is None else {"out_shardings": sharding}
 
     @functools.partial(jax.jit, static_argnums=(2, 3), **kw)
-    def draw(key, index, shape, kind):
+    def draw(key, index, shape, name):
         z = jax.random.normal(jax.random.fold_in(key, index), shape, jnp.float32)
-        return scaled(z, shape, kind).astype(dtype)
+        return scale_leaf(name, shape, z, scale_std=0.1).astype(dtype)
 
     key = jax.random.key(seed, impl="rbg")  # RngBitGenerator: compiles far faster than threefry on the CPU
     out = []
     for i, (path, leaf) in enumerate(paths_leaves):
-        shape = tuple(leaf.shape)
-        out.append(draw(key, i, shape, kind_of(path, shape)))
+        last = path[-1]
+        out.append(draw(key, i, tuple(leaf.shape), str(getattr(last, "key", getattr(last, "name", last)))))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

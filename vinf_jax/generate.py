@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from vinf_jax.config import GenerateConfig, load_config, to_dict
-from vinf_jax.errors import VinfError
+from vinf_jax.errors import VinfError, VinfWarning
 
 
 def _parse(argv):
@@ -69,6 +70,7 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     jax = start_jax(cfg)
     import numpy as np
 
+    from vinf_jax.compile_cache import CompileStats
     from vinf_jax.pipeline import VideoInfinityPipeline
 
     devices, devices_why = select_devices(jax, cfg)
@@ -81,9 +83,14 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     name = (video_io.OutputName.explicit(Path(cfg.base_path) / pipe_cfg.file_name) if pipe_cfg.file_name
             else video_io.OutputName.indexed(cfg.base_path, total, pipe_cfg.steps, pipe_cfg.fps))
 
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if writer and not quiet else (lambda msg: None)
+    say(f"devices: {devices_why}")
+    stats = CompileStats()
     t0 = time.perf_counter()
+    say(f"loading {cfg.model} ...")
     pipe = VideoInfinityPipeline.from_pretrained(cfg.model, devices=devices, dtype=cfg.dtype)
     t_load = time.perf_counter() - t0
+    say("compiling the denoising loop (or loading it from the compilation cache) ...")
     bar = None
     if writer and not quiet:
         from tqdm import tqdm
@@ -93,7 +100,6 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
 
     def progress(step):
         marks.setdefault("first", time.perf_counter())
-        marks["last"] = time.perf_counter()
         if bar is not None:
             bar.update(1)
 
@@ -104,29 +110,36 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                    scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
                    output_type="latent", progress=progress)
     t2 = time.perf_counter()
+    compiled = stats.snapshot()  # everything compiled (or read from the cache) up to the loop's end
     frames = int(latents.shape[2])
     if bar is not None:
         bar.close()
         from tqdm import tqdm
 
         bar = tqdm(total=frames, desc="decode+write", unit="frame", file=sys.stderr)
-    # compile ~ time to the first step's report minus one step's time
-    per_step = (marks["last"] - marks["first"]) / max(pipe_cfg.steps - 1, 1) if "first" in marks else 0.0
-    compile_s = max(marks.get("first", t2) - t1 - per_step, 0.0)
-    denoise_s = (t2 - t1) - compile_s
-    summary = {"load_s": round(t_load, 3), "compile_s": round(compile_s, 3), "denoise_s": round(denoise_s, 3),
-               "frames": frames}
+    first_step_s = marks.get("first", t2) - t1  # compile (or cache load) + the first step
+    denoise_s = t2 - t1
+    summary = {"load_s": round(t_load, 3), "first_step_s": round(first_step_s, 3),
+               "compile_s": compiled["compile_s"], "compiled_programs": compiled["compiles"],
+               "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
+                                 "misses": compiled["cache_misses"]},
+               "denoise_s": round(denoise_s, 3), "frames": frames}
+    cache = compiled["cache_hits"]
+    cache_note = (f"compile cache: {cache} hit(s), {compiled['cache_misses']} miss(es)" if pipe.compile_cache_dir
+                  else "compile cache off")
 
-    def sidecar(res):  # written with the mp4, once the frames are out
+    def sidecar(res):  # written with the mp4, once every frame is out (decode and write overlap)
         from importlib.metadata import version
 
         summary.update(decode_write_s=round(res.seconds, 3),
                        frames_per_s=round(frames / max(denoise_s + res.seconds, 1e-9), 3))
         return {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
+                                                     "devices_why": devices_why,
                                                      "processes": jax.process_count(),
                                                      "dtype": str(np.dtype(pipe.dtype))},
                 "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
 
+    # every process takes part (each chunk is one collective program); only process 0 writes
     res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
                             progress=bar.update if bar is not None else None)
     if bar is not None:
@@ -134,13 +147,26 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     summary.setdefault("decode_write_s", round(res.seconds, 3))
     if writer:
         h, w = pipe_cfg.height, pipe_cfg.width
-        print(f"wrote {res.path}  ({frames} frames {w}x{h}; compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, "
+        print(f"wrote {res.path}  ({frames} frames {w}x{h}; {len(devices)} device(s); first step {first_step_s:.1f} s "
+              f"(compile {compiled['compile_s']:.1f} s, {cache_note}), denoise {denoise_s:.1f} s, "
               f"decode+write {res.seconds:.1f} s, {summary['frames_per_s']:.2f} frames/s)")
     return summary
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one readable line (no source line echoed); others as Python prints them."""
+    if issubclass(category, VinfWarning):
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
+    warnings.showwarning = _show_warning
     try:
         cfg = load_config(args.config, args.set)
         run(cfg, quiet=args.quiet)
@@ -154,6 +180,8 @@ def main(argv=None) -> int:
         print("interrupted: no output written", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
+    finally:
+        warnings.showwarning = _python_showwarning
     return 0
 
 

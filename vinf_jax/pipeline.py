@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,10 +19,10 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
-from vinf_jax.errors import ConfigError, NonFiniteError
-from vinf_jax.loading import BoundModel, UNetModel
-from vinf_jax.models.clip_text import CLIPTextModel, tokenize
-from vinf_jax.models.vae import VAEDecoder
+from vinf_jax import compile_cache
+from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning
+from vinf_jax.loading import Model
+from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
@@ -64,53 +64,65 @@ def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
 class VideoInfinityPipeline:
     """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
 
-    def __init__(self, unet: UNetModel, text_encoder: BoundModel, vae: BoundModel, tokenizer, scheduler_config: dict,
+    def __init__(self, unet: Model, text_encoder: Model, vae: Model, tokenizer, scheduler_config: dict,
                  *, devices=None, dtype=DEFAULT_DTYPE):
+        self.compile_cache_dir = compile_cache.enable()
         self.mesh: Mesh = clip_mesh(devices)
-        self.dtype = jnp.dtype(compute_dtype(dtype, self.mesh.devices.flat[0].platform))
+        self.dtype = jnp.dtype(compute_dtype(dtype, self.platform))
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
         rep = replicated(self.mesh)
         cast = lambda tree: jax.tree.map(lambda a: put_global(np.asarray(a, np.float32), rep).astype(self.dtype), tree)
         self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
         self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
+        # Jitted functions hold models, never the pipeline: JAX's caches keep
+        # what a compiled program references, and a deleted pipeline must free its device arrays.
+        self._encode = jax.jit(text_encoder.apply)
         self._loops: dict = {}
         self._predict: dict = {}
-        self._progress: Callable[[int], None] | None = None
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
-        """From a converted checkpoint folder, or ``"tiny-random"`` (a small random model, no download)."""
+        """From a converted checkpoint folder, or ``"tiny-random"`` (a small random model, no download).
+        ``dtype``: the config's names or a numpy/jax dtype (``vinf_jax.config.dtypes``)."""
         if str(checkpoint_dir) == "tiny-random":
             return cls.tiny_random(devices=devices, dtype=dtype)
-        from vinf_jax import checkpoint
+        from vinf_jax.loading import load_checkpoint
 
-        ck = checkpoint.load(checkpoint_dir)
+        ck = load_checkpoint(checkpoint_dir)
         missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
         if missing:
             raise ConfigError(f"model: checkpoint {checkpoint_dir} lacks {', '.join(missing)} (convert it with --base)")
-        te, va = ck.text_encoder, ck.vae
-        text = BoundModel(lambda r: CLIPTextModel(te.config, rngs=r), te.config, te.params)
-        vae = BoundModel(lambda r: VAEDecoder(va.config, rngs=r), va.config, va.params)
-        return cls(ck.unet, text, vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe = cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe._warn_if_large_on_cpu()
+        return pipe
 
     @classmethod
     def tiny_random(cls, seed: int = 0, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
+        """A small random model of the real architecture (``vinf_jax.tiny``), built in process."""
         from vinf_jax import tiny
-        from vinf_jax.loading import abstract_module
+        from vinf_jax.random_init import random_params
 
-        def bound(ctor, cfg, s):
-            abstract = abstract_module(ctor)
-            model = BoundModel(ctor, cfg, {}, abstract=abstract)
-            model.params = tiny.random_params(model.abstract, seed + s)
-            return model
+        models = []
+        for offset, (kind, cfg) in enumerate((("unet", tiny.UNET), ("text_encoder", tiny.TEXT), ("vae", tiny.VAE))):
+            model = Model(kind, cfg)
+            model.params = random_params(model.abstract, seed + offset)
+            models.append(model)
+        return cls(*models, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
 
-        unet = UNetModel(tiny.UNET, {})
-        unet.params = tiny.random_params(unet.abstract, seed)
-        text = bound(lambda r: CLIPTextModel(tiny.TEXT, rngs=r), tiny.TEXT, 1)
-        vae = bound(lambda r: VAEDecoder(tiny.VAE, rngs=r), tiny.VAE, 2)
-        return cls(unet, text, vae, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
+    def _warn_if_large_on_cpu(self, threshold: int = 100_000_000):
+        if self.platform != "cpu":
+            return
+        n = sum(int(np.size(a)) for a in jax.tree.leaves(self.unet.params))
+        if n >= threshold:
+            warnings.warn(f"running a {n / 1e9:.2f} B-parameter UNet on the CPU: JAX sees no GPU. For NVIDIA GPUs "
+                          "install the GPU build: pip install -e '.[cuda12]' (or pip install -U 'jax[cuda12]')",
+                          VinfWarning, stacklevel=3)
+
+    @property
+    def platform(self) -> str:
+        return self.mesh.devices.flat[0].platform
 
     # -- pieces ----------------------------------------------------------------------------------
     @property
@@ -120,10 +132,6 @@ class VideoInfinityPipeline:
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @partial(jax.jit, static_argnums=0)
-    def _encode(self, params, ids):
-        return self.text_encoder.module(params)(ids)
 
     def encode_prompt(self, prompts: str | Sequence[str]) -> np.ndarray:
         """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
@@ -191,8 +199,10 @@ class VideoInfinityPipeline:
 
         key = ("chunk", plan, raw)
         if key not in self._loops:
+            model, dtype = self.vae, self.dtype  # the closure must not hold the pipeline
+
             def frames(params, z):
-                y = self.vae.module(params).decode(z.astype(self.dtype)).astype(jnp.float32)
+                y = model.module(params).decode(z.astype(dtype)).astype(jnp.float32)
                 y = jnp.clip(y / 2 + 0.5, 0.0, 1.0)
                 return (device_uint8(y), y) if raw else (device_uint8(y),)
 
@@ -202,11 +212,13 @@ class VideoInfinityPipeline:
     def _decode_fn(self, chunk: int):
         key = ("decode", chunk)
         if key not in self._loops:
+            model, dtype = self.vae, self.dtype  # the closure must not hold the pipeline
+
             def local(params, z):
-                vae = self.vae.module(params)
+                vae = model.module(params)
                 n = z.shape[0]
                 c = math.gcd(n, chunk)
-                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(self.dtype)), z.reshape((n // c, c) + z.shape[1:]))
+                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(dtype)), z.reshape((n // c, c) + z.shape[1:]))
                 imgs = imgs.reshape((n,) + imgs.shape[2:]).astype(jnp.float32)
                 return jnp.clip(imgs / 2 + 0.5, 0.0, 1.0)
 
@@ -254,10 +266,9 @@ class VideoInfinityPipeline:
 
         key = ("loop", vi, n, num_frames, (h, w), spec, steps)
         if key not in self._loops:
-            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh,
-                               progress=self._report)
+            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh)
             self._loops[key] = loop.build()
-        run, init_noise = self._loops[key]
+        run, begin, init_noise = self._loops[key]
         seed_arr = jnp.uint32(seed)
         if latents is None:
             x = init_noise(seed_arr)
@@ -267,13 +278,24 @@ class VideoInfinityPipeline:
                 raise ConfigError(f"latents: expected shape {want} (1, C, num_clips*num_frames, height//{s}, "
                                   f"width//{s}), got {np.shape(latents)}")
             x = self._latents_on_mesh(latents)
-        self._progress = progress
+        # One call runs the whole loop; with a progress callable, the same compiled program runs one
+        # step per call and the host reports between calls (a callback inside would keep the
+        # program out of JAX's persistent cache).
+        bounds = [(i, i + 1) for i in range(steps)] if progress is not None else [(0, steps)]
         try:
-            x, bad = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
-            wait_interruptibly(bad)
+            carry = begin(x)
+            for start, stop in bounds:
+                carry = run(self._unet_params, carry, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps),
+                            seed_arr, jnp.int32(start), jnp.int32(stop))
+                wait_interruptibly(carry[2])
+                if progress is not None:
+                    progress(stop - 1)
+            x, _, bad = carry
             bad = gather_to_host(bad)
-        finally:
-            self._progress = None
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            raise OutOfMemoryError(self._memory_advice(n, num_frames, height, width, h, w)) from None
         if (bad >= 0).any():
             raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
                                  f"of {steps} (check the weights and dtype)")
@@ -288,6 +310,18 @@ class VideoInfinityPipeline:
             return jax.device_put(_channels_last(latents), sharding)
         return put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), sharding)
 
-    def _report(self, step: int):
-        if self._progress is not None:
-            self._progress(step)
+    def _memory_advice(self, n: int, f: int, height: int, width: int, h: int, w: int) -> str:
+        d = self.num_devices
+        per = n // d
+        fit = [f"fewer clips per device (num_clips={max(per // 2, 1) * d} on {d} devices)" if per > 1 else None,
+               f"more devices (devices={2 * d} for {n} clips)" if n % (2 * d) == 0 else
+               "more devices (with num_clips a multiple of them)",
+               f"a smaller size (e.g. {height // 2 // 8 * 8}x{width // 2 // 8 * 8})" if min(height, width) >= 128 else None]
+        return (f"out of device memory: {per} clip(s) x {f} frames = {per * f} frames per device at {height}x{width} "
+                f"(latents {h}x{w}), {np.dtype(self.dtype).name}, on {d} {self.platform} device(s); what would "
+                "fit: " + ", ".join(x for x in fit if x))
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A runtime error of the XLA backend saying the device memory is exhausted."""
+    return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)

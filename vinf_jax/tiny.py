@@ -38,28 +38,10 @@ class WordTokenizer:
         rows = []
         for p in prompts:
             ids = [3 + zlib.crc32(w.encode()) % (TEXT.vocab_size - 3) for w in p.lower().split()]
-            ids = [self.bos] + ids[: max_length - 2] + [self.eos]
-            rows.append(ids + [self.eos] * (max_length - len(ids)))
+            ids = [self.bos] + (ids[: max_length - 2] if truncation else ids) + [self.eos]
+            rows.append(ids + [self.eos] * (max_length - len(ids)) if padding == "max_length" else ids)
 
         class Out:
-            input_ids = np.asarray(rows, np.int32)
+            input_ids = np.asarray(rows, np.int32) if padding == "max_length" else rows
 
         return Out()
-
-
-def random_params(abstract: dict, seed: int) -> dict:
-    """Every leaf random (kernels ~ N(0, 1/fan_in), norm scales near one, small biases)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(tree, name=""):
-        if isinstance(tree, dict):
-            return {k: fill(v, str(k)) for k, v in sorted(tree.items(), key=lambda kv: str(kv[0]))}
-        shape = tree.shape
-        if name in ("kernel", "embedding"):
-            fan_in = int(np.prod(shape[:-1])) if name == "kernel" else 1
-            return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-        if name == "scale":
-            return (1 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
-        return (0.02 * rng.standard_normal(shape)).astype(np.float32)
-
-    return fill(abstract)

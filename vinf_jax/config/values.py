@@ -10,10 +10,10 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vinf_jax.errors import ConfigError
+from vinf_jax.errors import ConfigError, VinfWarning
 
 
-class ConfigWarning(UserWarning):
+class ConfigWarning(VinfWarning):
     """A config key is accepted for compatibility with the original code but has no effect."""
 
 

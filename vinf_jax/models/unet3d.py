@@ -200,15 +200,3 @@ class UNet3D(nnx.Module):
             x = block.up(x, list(mine), temb, ctx, ops, size)
         x = self.conv_out(jax.nn.silu(self.conv_norm_out(x)))
         return x.reshape(b, t, h, w, -1)
-
-
-def unet_rename(key: str) -> str:
-    """Our parameter names -> diffusers keys (where diffusers wraps layers in nn.Sequential)."""
-    import re
-
-    key = re.sub(r"\.(conv[1-4])\.norm\.", r".\1.0.", key)
-    key = re.sub(r"\.conv1\.conv\.", ".conv1.2.", key)
-    key = re.sub(r"\.(conv[2-4])\.conv\.", r".\1.3.", key)
-    key = key.replace(".to_out.", ".to_out.0.")
-    key = key.replace(".ff.proj_in.", ".ff.net.0.proj.").replace(".ff.proj_out.", ".ff.net.2.")
-    return key
