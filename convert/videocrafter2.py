@@ -3,6 +3,8 @@
     python -m convert.videocrafter2 --unet UNET_DIR --base PIPELINE_DIR --out OUT_DIR
     python -m convert.videocrafter2 --base MERGED_PIPELINE_DIR --out OUT_DIR    (unet/ inside)
     python -m convert.videocrafter2 --unet UNET_DIR --out OUT_DIR               (UNet only)
+    python -m convert.videocrafter2 --lvdm model.ckpt [--lvdm-config inference.yaml] --out OUT_DIR
+                                                          (VideoCrafter's own checkpoint; see convert/lvdm.py)
 
 UNET_DIR holds ``config.json`` and ``diffusion_pytorch_model.safetensors`` (or its sharded index).
 PIPELINE_DIR is a diffusers text-to-video pipeline folder (e.g. zeroscope_v2_576w): the CLIP text
@@ -162,13 +164,27 @@ def main(argv=None) -> int:
     ap.add_argument("--unet", help="diffusers-layout VideoCrafter2 UNet folder")
     ap.add_argument("--base", help="diffusers text-to-video pipeline folder (text_encoder/, tokenizer/, vae/, "
                                    "scheduler/, and unet/ if --unet is not given)")
+    ap.add_argument("--lvdm", help="VideoCrafter's own checkpoint (model.ckpt, LVDM layout; or a .safetensors "
+                                   "with its keys). Read with torch.load(weights_only=True): no --allow-pickle needed")
+    ap.add_argument("--lvdm-config", help="VideoCrafter inference yaml of --lvdm (default: VideoCrafter2's values)")
+    ap.add_argument("--openclip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz for the --lvdm tokenizer "
+                                             "(default: the installed open_clip_torch's)")
     ap.add_argument("--out", required=True, help="new vinf_jax checkpoint folder (must not exist)")
     ap.add_argument("--allow-pickle", action="store_true",
                     help="accept .bin/.ckpt/.pt weights, loaded with torch.load(weights_only=True)")
     args = ap.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs routine notes as warnings
     try:
-        path = convert(args.unet, args.out, base=args.base, allow_pickle=args.allow_pickle)
+        if args.lvdm:
+            if args.unet or args.base:
+                raise ConversionError("--lvdm converts a whole model: do not combine it with --unet or --base")
+            from convert.lvdm import convert_lvdm
+
+            path = convert_lvdm(args.lvdm, args.out, config=args.lvdm_config, vocab=args.openclip_vocab)
+        elif args.lvdm_config or args.openclip_vocab:
+            raise ConversionError("--lvdm-config and --openclip-vocab apply only with --lvdm")
+        else:
+            path = convert(args.unet, args.out, base=args.base, allow_pickle=args.allow_pickle)
     except VinfError as e:
         first, *rest = str(e).splitlines()  # one line, however many problems were listed
         print(" ".join(["error:", first, "; ".join(r.strip() for r in rest)]).strip(), file=sys.stderr)

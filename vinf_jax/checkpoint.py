@@ -6,7 +6,8 @@ Layout (written by ``python -m convert.videocrafter2``)::
     unet/config.json  unet/params/  unet/params.sha256.json
     text_encoder/config.json  text_encoder/params/  text_encoder/params.sha256.json
     vae/config.json  vae/params/  vae/params.sha256.json
-    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline
+    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline (LVDM checkpoints:
+                                 OpenCLIP's BPE merges and a tokenizer_config.json naming OpenCLIPTokenizer)
     scheduler/scheduler_config.json   copied verbatim from the pipeline
 
 A UNet-only checkpoint (``--unet`` without ``--base``) has just ``unet/`` and lists only it.
@@ -278,8 +279,15 @@ def _load_tokenizer(folder: Path):
         raise CheckpointError(f"tokenizer: folder {folder} is missing")
     from transformers import CLIPTokenizer
 
+    from vinf_jax.tokenizers import openclip
+
     try:
+        config = folder / openclip.CONFIG_NAME
+        if config.is_file() and read_json(config, "tokenizer").get("tokenizer_class") == openclip.CLASS_NAME:
+            return openclip.OpenCLIPTokenizer.from_folder(folder)  # an LVDM checkpoint's (open_clip ids)
         return CLIPTokenizer.from_pretrained(str(folder))
+    except CheckpointError:
+        raise
     except Exception as e:  # transformers raises OSError, ValueError, TypeError... for bad files
         raise CheckpointError(f"tokenizer: cannot load {folder}: {type(e).__name__}: {e}") from None
 

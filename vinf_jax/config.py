@@ -49,7 +49,8 @@ TINY_RANDOM = "tiny-random"
 CHECKPOINT_MARKER = "vinf_jax_checkpoint.json"
 CONVERT_COMMAND = "python -m convert.videocrafter2 --unet ... --base ... --out ..."
 EDGE_MODES = ("exact", "zeros")
-SCHEDULERS = ("sde-dpmsolver++", "dpmsolver++", "ddim")
+# "auto": the sampler the checkpoint's scheduler config names (vinf_jax.sampling.auto)
+SCHEDULERS = ("auto", "sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim")
 DTYPES = ("float32", "bfloat16", "float16")
 SAVE_FRAMES = (None, "npy")
 SEED_LIMIT = 2**32
@@ -384,7 +385,7 @@ class PipeConfig:
     export_fps: int = 8
     file_name: str | None = None
     negative_prompt: str = ""
-    scheduler: str = "sde-dpmsolver++"
+    scheduler: str = "auto"
 
     def __post_init__(self):
         p = "pipe_configs"

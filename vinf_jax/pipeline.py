@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +27,7 @@ from vinf_jax.models.vae import VAEDecoder
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
 
 
@@ -34,7 +36,12 @@ def resolve_dtype(name: str | None, platform: str):
     Hopper, float32's range); on the CPU half precision is slow and inexact, so it computes float32
     unless bfloat16 is asked for by name."""
     if name in (None, "float16"):
-        return jnp.float32 if platform == "cpu" else jnp.bfloat16
+        if platform == "cpu":
+            return jnp.float32
+        if name == "float16":  # said once here and recorded in the sidecar's resolved dtype
+            warnings.warn("dtype float16: computing in bfloat16 (float32's range; float16 overflows in this "
+                          "UNet's attention and gives no speed-up over bfloat16 on current GPUs)", stacklevel=3)
+        return jnp.bfloat16
     return {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[str(name)]
 
 
@@ -75,12 +82,14 @@ class VideoInfinityPipeline:
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
         rep = replicated(self.mesh)
-        cast = lambda tree: jax.tree.map(lambda a: put_global(np.asarray(a, np.float32), rep).astype(self.dtype), tree)
+        cast = lambda tree: _cast_params(tree, lambda a: put_global(np.asarray(a, np.float32), rep), self.dtype)
         self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
         self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
         self._loops: dict = {}
         self._predict: dict = {}
         self._progress: Callable[[int], None] | None = None
+        self.scheduler_used: dict | None = None  # what the last call sampled with (for the sidecar)
+        self._warned_fps = False
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -172,7 +181,8 @@ class VideoInfinityPipeline:
                 vae = self.vae.module(params)
                 n = z.shape[0]
                 c = math.gcd(n, chunk)
-                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(self.dtype)), z.reshape((n // c, c) + z.shape[1:]))
+                # float32 in: decode divides by the scaling factor in float32, then computes in the params' dtype
+                imgs = jax.lax.map(vae.decode, z.reshape((n // c, c) + z.shape[1:]).astype(jnp.float32))
                 imgs = imgs.reshape((n,) + imgs.shape[2:]).astype(jnp.float32)
                 return jnp.clip(imgs / 2 + 0.5, 0.0, 1.0)
 
@@ -188,9 +198,9 @@ class VideoInfinityPipeline:
 
     # -- the whole video -------------------------------------------------------------------------
     def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
-                 steps: int = 30, guidance_scale: float = 12.0, fps: float = 24, height: int = 320,
+                 steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
-                 scheduler: str | SchedulerSpec = "sde-dpmsolver++", vi_config: VideoInfinityConfig | None = None,
+                 scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
                  output_type: str = "np", progress: Callable[[int], None] | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
         in [0, 1], or latents (1, C, T, h, w) with ``output_type="latent"``."""
@@ -208,8 +218,17 @@ class VideoInfinityPipeline:
         if height % s or width % s:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
-        spec = scheduler if isinstance(scheduler, SchedulerSpec) else SchedulerSpec.parse(scheduler)
-        solver = make_solver(spec, self.scheduler_config, steps)
+        if isinstance(scheduler, SchedulerSpec):
+            spec, sched_cfg = scheduler, self.scheduler_config
+        else:  # "auto": the checkpoint's own sampler; what cannot be honoured is one warning
+            spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config)
+            warn_notes(notes)
+        solver = make_solver(spec, sched_cfg, steps)
+        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
+        if not self.unet.config.fps_cond and fps is not None and not self._warned_fps:
+            self._warned_fps = True  # ModelScope / zeroscope UNets have no fps embedding
+            warnings.warn(f"fps={fps}: this checkpoint's UNet has no fps conditioning; it is ignored", stacklevel=2)
+        fps = 24 if fps is None else fps
 
         unique = sorted(set(prompts), key=prompts.index)
         emb = self.encode_prompt(unique + [negative_prompt])
@@ -250,3 +269,12 @@ class VideoInfinityPipeline:
     def _report(self, step: int):
         if self._progress is not None:
             self._progress(step)
+
+
+def _cast_params(tree, put, dtype):
+    """Parameters to the compute dtype, except norms' scale and bias (any dict holding a ``scale``),
+    which stay float32: their statistics are float32 and bf16 would round the affine map."""
+    if isinstance(tree, dict):
+        keep = "scale" in tree and not any(isinstance(v, dict) for v in tree.values())
+        return {k: (put(v) if keep else _cast_params(v, put, dtype)) for k, v in tree.items()}
+    return put(tree).astype(dtype)
