@@ -225,10 +225,7 @@ class VideoInfinityPipeline:
             warn_notes(notes)
         solver = make_solver(spec, sched_cfg, steps)
         self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
-        if not self.unet.config.fps_cond and fps is not None and not self._warned_fps:
-            self._warned_fps = True  # ModelScope / zeroscope UNets have no fps embedding
-            warnings.warn(f"fps={fps}: this checkpoint's UNet has no fps conditioning; it is ignored", stacklevel=2)
-        fps = 24 if fps is None else fps
+        fps = self._fps_argument(fps)
 
         unique = sorted(set(prompts), key=prompts.index)
         emb = self.encode_prompt(unique + [negative_prompt])
@@ -265,6 +262,15 @@ class VideoInfinityPipeline:
             return np.transpose(gather_to_host(x), (0, 4, 1, 2, 3))
         lat = gather_to_host(x)
         return self.decode(np.transpose(lat, (0, 4, 1, 2, 3)))
+
+    def _fps_argument(self, fps):
+        """The fps fed to the UNet; a set fps on a UNet without fps conditioning (ModelScope, zeroscope)
+        is said once per pipeline and then ignored (the UNet has nothing to feed it to)."""
+        if not self.unet.config.fps_cond and fps is not None and not self._warned_fps:
+            self._warned_fps = True
+            warnings.warn(f"fps={fps}: this checkpoint's UNet has no fps conditioning (ModelScope / zeroscope "
+                          "layout); generating without it", stacklevel=3)
+        return 24 if fps is None else fps
 
     def _report(self, step: int):
         if self._progress is not None:
