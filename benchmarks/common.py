@@ -16,28 +16,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_JSON = REPO.parent / "shared" / "reference" / "videocrafter2-architecture.json"
+REFERENCE_JSON = REPO / "tests" / "data" / "videocrafter2_full.json"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# Full-size configs, copied from ../shared/reference/videocrafter2-architecture.json (which does not
-# travel to the GPU machine: only the repository does). ``reference_configs`` prefers the file.
-FULL_UNET = {
-    "sample_size": 32, "in_channels": 4, "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
-    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
-    "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "downsample_padding": 1,
-    "mid_block_scale_factor": 1, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-05,
-    "cross_attention_dim": 1024, "attention_head_dim": 64, "num_attention_heads": None, "fps_cond": True,
-}
-FULL_VAE = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "layers_per_block": 2, "norm_num_groups": 32, "act_fn": "silu", "scaling_factor": 0.18215,
-}
-# Reference forward cost (torch FlopCounterMode on the diffusers module, batch 1, 40x64 latents),
-# from the reference JSON's notes: TFLOP per frame count.
-REFERENCE_TFLOP_BATCH1 = {16: 12.58, 24: 18.89}
+# Full-size configs (diffusers form) and the reference forward cost (torch FlopCounterMode on the
+# diffusers module, batch 1, 40x64 latents: TFLOP per frame count), from the repository's data file.
+_REFERENCE = json.loads(REFERENCE_JSON.read_text())
+FULL_UNET = _REFERENCE["unet"]
+FULL_VAE = _REFERENCE["vae"]
+REFERENCE_TFLOP_BATCH1 = {int(k): v for k, v in _REFERENCE["reference_tflop_batch1"].items()}
 
 # Tiny configs of the same architecture (all four block types) for CPU smoke runs.
 SMALL_UNET = {
@@ -54,23 +42,12 @@ SMALL_VAE = {
 }
 
 
-def reference_configs() -> dict:
-    """{"unet": ..., "vae": ...} full-size dicts: the shared reference file if present, else the copy above."""
-    if REFERENCE_JSON.is_file():
-        ref = json.loads(REFERENCE_JSON.read_text())
-        strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}
-        unet = strip(ref["unet"])
-        unet["fps_cond"] = True
-        return {"unet": unet, "vae": strip(ref["vae"]), "source": str(REFERENCE_JSON)}
-    return {"unet": dict(FULL_UNET), "vae": dict(FULL_VAE), "source": "benchmarks/common.py (copy)"}
-
-
 def unet_dict(small: bool) -> dict:
-    return dict(SMALL_UNET) if small else reference_configs()["unet"]
+    return dict(SMALL_UNET if small else FULL_UNET)
 
 
 def vae_dict(small: bool) -> dict:
-    return dict(SMALL_VAE) if small else reference_configs()["vae"]
+    return dict(SMALL_VAE if small else FULL_VAE)
 
 
 def skip_tracer_origin_messages() -> bool:

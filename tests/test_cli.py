@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINALS = Path(__file__).resolve().parents[2] / "shared/reference/original-configs"
+ORIGINALS = ROOT / "configs"  # the released Video-Infinity example configs, unchanged
 # the tiny model at a CPU-friendly size: the original files are loaded unchanged, these override
 SMALL = ["model=tiny-random", "pipe_configs.steps=2", "pipe_configs.height=32", "pipe_configs.width=32",
          "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3"]

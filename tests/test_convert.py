@@ -438,7 +438,7 @@ def test_generate_cli_runs_on_a_converted_checkpoint(converted, tmp_path):
     """The user path: a converted folder as `model` of an original config gives an mp4."""
     from vinf_jax.video_io import read_mp4
 
-    cfg = Path(__file__).resolve().parents[2] / "shared/reference/original-configs/single_gpu.json"
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "single_gpu.json"
     sets = [f"model={converted.path}", f"base_path={tmp_path}/out", "pipe_configs.steps=2", "pipe_configs.height=32",
             "pipe_configs.width=32", "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3"]
     cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(cfg), "--quiet"] + sum((["--set", s] for s in sets), [])

@@ -51,10 +51,10 @@ def test_vae_divides_by_its_scaling_factor_in_float32():
 
 @pytest.mark.parametrize("platform,want", [("gpu", jnp.bfloat16), ("cpu", jnp.float32)])
 def test_float16_says_what_it_computes(platform, want):
-    from vinf_jax.pipeline import resolve_dtype
+    from vinf_jax.config import compute_dtype
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert resolve_dtype("float16", platform) == want
-        assert resolve_dtype("bfloat16", platform) == jnp.bfloat16 and resolve_dtype(None, platform) == want
+        assert compute_dtype("float16", platform) == np.dtype(want).name
+        assert compute_dtype("bfloat16", platform) == "bfloat16" and compute_dtype("auto", platform) == np.dtype(want).name
     assert len(caught) == 1 and f"computing in {np.dtype(want).name} on {platform}" in str(caught[0].message)

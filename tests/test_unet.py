@@ -63,7 +63,7 @@ def test_full_size_parameter_count():
     from vinf_jax.loading import unet_from_config
     from vinf_jax.models.unet3d import UNetConfig
 
-    ref = json.loads((Path(__file__).parents[2] / "shared/reference/videocrafter2-architecture.json").read_text())
+    ref = json.loads((Path(__file__).parent / "data" / "videocrafter2_full.json").read_text())
     cfg = UNetConfig.from_dict({k: v for k, v in ref["unet"].items() if not k.startswith("_")})
     _, abstract = unet_from_config(cfg)
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract))

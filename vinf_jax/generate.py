@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from vinf_jax.config import GenerateConfig, check_devices, load_config, to_dict
+from vinf_jax.config import GenerateConfig, load_config, to_dict
 from vinf_jax.errors import VinfError
 
 
@@ -49,12 +49,15 @@ def start_jax(cfg: GenerateConfig):
 
 
 def select_devices(jax, cfg: GenerateConfig):
+    """(devices of the clip axis, why that many)."""
+    from vinf_jax.parallel.devices import plan_devices
+
     devices = jax.devices()
-    d = check_devices(cfg, len(devices))
+    plan = plan_devices(cfg.devices, cfg.video_infinity.num_clips, len(devices))
     if isinstance(cfg.devices, tuple) and jax.process_count() == 1 and devices[0].platform != "cpu":
         by_id = {dev.id: dev for dev in devices}
-        return [by_id[i] for i in cfg.devices]
-    return devices[:d]
+        return [by_id[i] for i in cfg.devices], plan.reason
+    return devices[: plan.count], plan.reason
 
 
 def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
@@ -65,7 +68,7 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
 
     from vinf_jax.pipeline import VideoInfinityPipeline
 
-    devices = select_devices(jax, cfg)
+    devices, devices_why = select_devices(jax, cfg)
     pipe_cfg = cfg.pipe
     writer = jax.process_index() == 0
     n = cfg.video_infinity.num_clips or len(devices)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-from vinf_jax.config import VideoInfinityConfig
+from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
 from vinf_jax.errors import ConfigError, NonFiniteError
 from vinf_jax.loading import BoundModel, UNetModel
 from vinf_jax.models.clip_text import CLIPTextModel, tokenize
@@ -29,20 +29,6 @@ from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
 from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
-
-
-def resolve_dtype(name: str | None, platform: str):
-    """Compute dtype. float16 and bfloat16 both compute in bfloat16 on accelerators (same speed on
-    Hopper, float32's range); on the CPU half precision is slow and inexact, so it computes float32
-    unless bfloat16 is asked for by name."""
-    if name in (None, "float16"):
-        out = jnp.float32 if platform == "cpu" else jnp.bfloat16
-        if name == "float16":  # said here and recorded in the sidecar's resolved dtype
-            warnings.warn(f"dtype float16: computing in {jnp.dtype(out).name} on {platform} (float16 has too little "
-                          "range for this UNet's activations; bfloat16 runs at the same speed on current GPUs)",
-                          stacklevel=3)
-        return out
-    return {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[str(name)]
 
 
 def put_global(x, sharding):
@@ -76,9 +62,9 @@ class VideoInfinityPipeline:
     """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
 
     def __init__(self, unet: UNetModel, text_encoder: BoundModel, vae: BoundModel, tokenizer, scheduler_config: dict,
-                 *, devices=None, dtype=None):
+                 *, devices=None, dtype=DEFAULT_DTYPE):
         self.mesh: Mesh = clip_mesh(devices)
-        self.dtype = resolve_dtype(dtype, self.mesh.devices.flat[0].platform)
+        self.dtype = jnp.dtype(compute_dtype(dtype, self.mesh.devices.flat[0].platform))
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
         rep = replicated(self.mesh)
@@ -93,7 +79,7 @@ class VideoInfinityPipeline:
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=None) -> "VideoInfinityPipeline":
+    def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
         """From a converted checkpoint folder, or ``"tiny-random"`` (a small random model, no download)."""
         if str(checkpoint_dir) == "tiny-random":
             return cls.tiny_random(devices=devices, dtype=dtype)
@@ -109,7 +95,7 @@ class VideoInfinityPipeline:
         return cls(ck.unet, text, vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
 
     @classmethod
-    def tiny_random(cls, seed: int = 0, devices=None, dtype=None) -> "VideoInfinityPipeline":
+    def tiny_random(cls, seed: int = 0, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
         from vinf_jax import tiny
         from vinf_jax.loading import abstract_module
 

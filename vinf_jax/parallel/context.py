@@ -1,4 +1,4 @@
-"""Video-Infinity's temporal layers on a block of clips (``../shared/SPEC-video-infinity.md``).
+"""Video-Infinity's temporal layers on a block of clips (``docs/method.md``).
 
 ``ClipParallelTemporal`` implements the ``TemporalOps`` interface of ``models/temporal.py``. It runs
 inside ``jax.shard_map`` over the mesh axis ``"clips"``: each device holds ``clips`` consecutive
