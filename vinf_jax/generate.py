@@ -132,7 +132,9 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
         sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
                                                          "devices_why": devices_why,
                                                          "processes": jax.process_count(),
-                                                         "dtype": str(np.dtype(pipe.dtype))},
+                                                         "dtype": str(np.dtype(pipe.dtype)),
+                                                         "scheduler": pipe.scheduler_used,
+                                                         "fps_conditioning": pipe.unet.config.fps_cond},
                    "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
         if cfg.save_frames == "npy":
             video_io.write_npy(stem.with_suffix(".npy"), frames)
