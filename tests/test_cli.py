@@ -185,14 +185,15 @@ def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_comp
                           side=json.loads(npy.with_suffix(".json").read_text()))
     first, second, one = runs["first"], runs["second"], runs["one_device"]
     assert len(first["side"]["resolved"]["devices"]) == 8 and len(one["side"]["resolved"]["devices"]) == 1
-    assert one["side"]["resolved"]["devices_why"] == "1 of 1 devices: the most that divide 8 clips evenly (8 clip(s) each)"
+    assert one["side"]["resolved"]["devices_why"] == "all 1 available device(s), 8 clip(s) each"
+    assert first["side"]["resolved"]["devices_why"] == "all 8 available device(s), 1 clip(s) each"
     assert first["frames"].shape == (8 * 4, 32, 32, 3)
     np.testing.assert_allclose(one["frames"], first["frames"], atol=1e-5)
     t1, t2 = first["side"]["timings"], second["side"]["timings"]
     assert t1["compile_cache"]["dir"] == str(tmp_path / "cache")
-    assert t1["compile_cache"]["misses"] > 0 and t1["compiled_programs"] > 0
-    assert t2["compile_cache"]["hits"] > 0 and t2["compiled_programs"] < t1["compiled_programs"]
-    assert t2["compile_s"] < t1["compile_s"]
+    assert t1["compile_cache"]["misses"] > 0 and t1["compile_cache"]["hits"] == 0
+    assert t2["compile_cache"]["hits"] == t1["compile_cache"]["misses"] and t2["compile_cache"]["misses"] == 0
+    assert t2["compile_s"] < 0.5 * t1["compile_s"]
     np.testing.assert_array_equal(second["frames"], first["frames"])
     warns = [ln for ln in first["stderr"].splitlines() if ln.startswith("warning: prompt")]
     assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], \

@@ -62,7 +62,7 @@ def test_original_configs_load_unchanged(name, tmp_path):
     p = cfg.pipe
     assert (p.steps, p.guidance_scale, p.fps, p.num_frames) == (30, 12.0, 24, 24)
     assert (p.height, p.width, p.export_fps, p.file_name) == (320, 512, 8, None)
-    assert (p.scheduler, p.negative_prompt) == ("sde-dpmsolver++", "")
+    assert (p.scheduler, p.negative_prompt) == ("auto", "")
     vi = cfg.video_infinity
     assert (vi.edge_mode, vi.num_clips) == ("exact", None)
     a = vi.attn
@@ -122,7 +122,7 @@ def test_defaults():
     assert cfg.pipe.prompts == ("a cat",)
     assert (cfg.pipe.steps, cfg.pipe.guidance_scale, cfg.pipe.fps, cfg.pipe.num_frames) == (30, 12.0, 24, 24)
     assert (cfg.pipe.height, cfg.pipe.width, cfg.pipe.export_fps) == (320, 512, 8)
-    assert (cfg.pipe.file_name, cfg.pipe.negative_prompt, cfg.pipe.scheduler) == (None, "", "sde-dpmsolver++")
+    assert (cfg.pipe.file_name, cfg.pipe.negative_prompt, cfg.pipe.scheduler) == (None, "", "auto")
     assert cfg.video_infinity == vi
     assert (cfg.dtype, cfg.devices, cfg.seed, cfg.base_path) == ("auto", None, 123, "./exp")
     assert (cfg.save_frames, cfg.master_port, cfg.source) == (None, None, None)

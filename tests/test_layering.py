@@ -92,7 +92,8 @@ def test_layering_rules():
 # import name -> distribution name, for the third-party packages the library may import
 DISTRIBUTIONS = {"jax": "jax", "flax": "flax", "numpy": "numpy", "einops": "einops", "imageio_ffmpeg": "imageio-ffmpeg",
                  "orbax": "orbax-checkpoint", "transformers": "transformers", "tqdm": "tqdm", "ml_dtypes": "ml_dtypes",
-                 "torch": "torch", "yaml": "pyyaml", "PIL": "pillow", "optax": "optax", "safetensors": "safetensors"}
+                 "torch": "torch", "yaml": "pyyaml", "PIL": "pillow", "optax": "optax", "safetensors": "safetensors",
+                 "ftfy": "ftfy", "regex": "regex"}
 
 
 def test_dependencies_declared_are_the_ones_imported():

@@ -7,7 +7,8 @@ Layout (written by the converter, ``vinf_jax.convert``)::
     unet/config.json  unet/params/  unet/params.sha256.json
     text_encoder/config.json  text_encoder/params/  text_encoder/params.sha256.json
     vae/config.json  vae/params/  vae/params.sha256.json
-    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline
+    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline (LVDM checkpoints:
+                                 OpenCLIP's BPE merges and a tokenizer_config.json naming OpenCLIPTokenizer)
     scheduler/scheduler_config.json   copied verbatim from the pipeline
 
 A UNet-only checkpoint (``--unet`` without ``--base``) has just ``unet/`` and lists only it.

@@ -49,8 +49,9 @@ def enable() -> str | None:
 
 
 class CompileStats:
-    """Counts persistent-cache hits and misses and backend compile seconds from JAX's monitoring
-    events, process-wide, from its creation on. ``snapshot()`` gives the counts so far."""
+    """Counts persistent-cache hits and misses and the seconds JAX spent getting executables
+    (compiling, or reading them from the cache) from its monitoring events, process-wide, from its
+    creation on. ``snapshot()`` gives the counts so far."""
 
     _lock = threading.Lock()
     _counts = {"cache_hits": 0, "cache_misses": 0, "compiles": 0, "compile_s": 0.0}

@@ -120,7 +120,7 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     first_step_s = marks.get("first", t2) - t1  # compile (or cache load) + the first step
     denoise_s = t2 - t1
     summary = {"load_s": round(t_load, 3), "first_step_s": round(first_step_s, 3),
-               "compile_s": compiled["compile_s"], "compiled_programs": compiled["compiles"],
+               "compile_s": compiled["compile_s"],  # compiling, or reading programs from the cache
                "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
                                  "misses": compiled["cache_misses"]},
                "denoise_s": round(denoise_s, 3), "frames": frames}
@@ -136,7 +136,9 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
         return {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
                                                      "devices_why": devices_why,
                                                      "processes": jax.process_count(),
-                                                     "dtype": str(np.dtype(pipe.dtype))},
+                                                     "dtype": str(np.dtype(pipe.dtype)),
+                                                     "scheduler": pipe.scheduler_used,
+                                                     "fps_conditioning": pipe.unet.config.fps_cond},
                 "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
 
     # every process takes part (each chunk is one collective program); only process 0 writes

@@ -118,10 +118,19 @@ class LoadedCheckpoint:
 
 
 def _load_tokenizer(folder: Path):
+    """The checkpoint's tokenizer: transformers' CLIPTokenizer, or (LVDM checkpoints, whose
+    tokenizer_config.json names it) our OpenCLIP tokenizer, which gives open_clip's ids."""
     from transformers import CLIPTokenizer
 
+    from vinf_jax.tokenizers import openclip
+
     try:
+        config = folder / openclip.CONFIG_NAME
+        if config.is_file() and checkpoint.read_json(config, "tokenizer").get("tokenizer_class") == openclip.CLASS_NAME:
+            return openclip.OpenCLIPTokenizer.from_folder(folder)
         return CLIPTokenizer.from_pretrained(str(folder))
+    except CheckpointError:
+        raise
     except Exception as e:  # transformers raises OSError, ValueError, TypeError... for bad files
         raise CheckpointError(f"tokenizer: cannot load {folder}: {type(e).__name__}: {e}") from None
 

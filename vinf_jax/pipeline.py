@@ -26,6 +26,7 @@ from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
 
 
@@ -72,7 +73,7 @@ class VideoInfinityPipeline:
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
         rep = replicated(self.mesh)
-        cast = lambda tree: jax.tree.map(lambda a: put_global(np.asarray(a, np.float32), rep).astype(self.dtype), tree)
+        cast = lambda tree: _cast_params(tree, lambda a: put_global(np.asarray(a, np.float32), rep), self.dtype)
         self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
         self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
         # Jitted functions hold models, never the pipeline: JAX's caches keep
@@ -80,6 +81,8 @@ class VideoInfinityPipeline:
         self._encode = jax.jit(text_encoder.apply)
         self._loops: dict = {}
         self._predict: dict = {}
+        self.scheduler_used: dict | None = None  # what the last call sampled with (for the sidecar)
+        self._warned_fps = False
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -212,13 +215,14 @@ class VideoInfinityPipeline:
     def _decode_fn(self, chunk: int):
         key = ("decode", chunk)
         if key not in self._loops:
-            model, dtype = self.vae, self.dtype  # the closure must not hold the pipeline
+            model = self.vae  # the closure must not hold the pipeline
 
             def local(params, z):
                 vae = model.module(params)
                 n = z.shape[0]
                 c = math.gcd(n, chunk)
-                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(dtype)), z.reshape((n // c, c) + z.shape[1:]))
+                # float32 in: decode divides by the scaling factor in float32, then computes in the params' dtype
+                imgs = jax.lax.map(vae.decode, z.reshape((n // c, c) + z.shape[1:]).astype(jnp.float32))
                 imgs = imgs.reshape((n,) + imgs.shape[2:]).astype(jnp.float32)
                 return jnp.clip(imgs / 2 + 0.5, 0.0, 1.0)
 
@@ -234,9 +238,9 @@ class VideoInfinityPipeline:
 
     # -- the whole video -------------------------------------------------------------------------
     def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
-                 steps: int = 30, guidance_scale: float = 12.0, fps: float = 24, height: int = 320,
+                 steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
-                 scheduler: str | SchedulerSpec = "sde-dpmsolver++", vi_config: VideoInfinityConfig | None = None,
+                 scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
                  output_type: str = "np", progress: Callable[[int], None] | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
         in [0, 1] (numpy), or with ``output_type="latent"`` latents (1, C, T, h, w) as a device array
@@ -255,8 +259,14 @@ class VideoInfinityPipeline:
         if height % s or width % s:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
-        spec = scheduler if isinstance(scheduler, SchedulerSpec) else SchedulerSpec.parse(scheduler)
-        solver = make_solver(spec, self.scheduler_config, steps)
+        if isinstance(scheduler, SchedulerSpec):
+            spec, sched_cfg = scheduler, self.scheduler_config
+        else:  # "auto": the checkpoint's own sampler; what cannot be honoured is one warning
+            spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config)
+            warn_notes(notes)
+        solver = make_solver(spec, sched_cfg, steps)
+        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
+        fps = self._fps_argument(fps)
 
         unique = sorted(set(prompts), key=prompts.index)
         emb = self.encode_prompt(unique + [negative_prompt])
@@ -281,7 +291,8 @@ class VideoInfinityPipeline:
         # One call runs the whole loop; with a progress callable, the same compiled program runs one
         # step per call and the host reports between calls (a callback inside would keep the
         # program out of JAX's persistent cache).
-        bounds = [(i, i + 1) for i in range(steps)] if progress is not None else [(0, steps)]
+        n_steps = solver.num_steps  # VideoCrafter's DDIM runs one more than asked for, as it does there
+        bounds = [(i, i + 1) for i in range(n_steps)] if progress is not None else [(0, n_steps)]
         try:
             carry = begin(x)
             for start, stop in bounds:
@@ -320,6 +331,24 @@ class VideoInfinityPipeline:
         return (f"out of device memory: {per} clip(s) x {f} frames = {per * f} frames per device at {height}x{width} "
                 f"(latents {h}x{w}), {np.dtype(self.dtype).name}, on {d} {self.platform} device(s); what would "
                 "fit: " + ", ".join(x for x in fit if x))
+
+    def _fps_argument(self, fps):
+        """The fps fed to the UNet; a set fps on a UNet without fps conditioning (ModelScope, zeroscope)
+        is said once per pipeline and then ignored (the UNet has nothing to feed it to)."""
+        if not self.unet.config.fps_cond and fps is not None and not self._warned_fps:
+            self._warned_fps = True
+            warnings.warn(f"fps={fps}: this checkpoint's UNet has no fps conditioning (ModelScope / zeroscope "
+                          "layout); generating without it", VinfWarning, stacklevel=3)
+        return 24 if fps is None else fps
+
+
+def _cast_params(tree, put, dtype):
+    """Parameters to the compute dtype, except norms' scale and bias (any dict holding a ``scale``),
+    which stay float32: their statistics are float32 and bf16 would round the affine map."""
+    if isinstance(tree, dict):
+        keep = "scale" in tree and not any(isinstance(v, dict) for v in tree.values())
+        return {k: (put(v) if keep else _cast_params(v, put, dtype)) for k, v in tree.items()}
+    return put(tree).astype(dtype)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

@@ -24,7 +24,9 @@ TEXT = CLIPTextConfig.from_dict(dict(vocab_size=1024, hidden_size=32, intermedia
 VAE = VAEConfig.from_dict(dict(in_channels=3, out_channels=3, latent_channels=4,
                                block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4,
                                up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=0.18215))
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+# names Video-Infinity's released sampler, so scheduler "auto" (the default) keeps the demo's video
+SCHEDULER = dict(_class_name="DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver++",
+                 num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                  prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 

@@ -14,9 +14,10 @@ on every platform.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
-from vinf_jax.config.values import fail
+from vinf_jax.config.values import ConfigWarning, fail
 
 DEFAULT_DTYPE = "auto"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -52,5 +53,10 @@ def compute_dtype(value: Any, platform: str, path: str = "dtype") -> str:
     """The dtype the model computes in on ``platform`` ("cpu", "gpu", "tpu", ...) for a config value."""
     name = normalize_dtype(value, path)
     if name in ("auto", "float16"):
-        return "float32" if platform == "cpu" else "bfloat16"
+        out = "float32" if platform == "cpu" else "bfloat16"
+        if name == "float16":  # said once here; the sidecar records the resolved dtype too
+            warnings.warn(f"{path} float16: computing in {out} on {platform} (vinf_jax computes half precision "
+                          "as bfloat16: float32's exponent range, the same speed on current GPUs)", ConfigWarning,
+                          stacklevel=3)
+        return out
     return name

@@ -14,7 +14,8 @@ from vinf_jax.config.values import as_int, as_number, as_string, choice, fail, i
 from vinf_jax.config.video_infinity import VideoInfinityConfig
 from vinf_jax.errors import ConfigError
 
-SCHEDULERS = ("sde-dpmsolver++", "dpmsolver++", "ddim")
+# "auto": the sampler the checkpoint's scheduler config names (vinf_jax.sampling.auto)
+SCHEDULERS = ("auto", "sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim")
 SAVE_FRAMES = (None, "npy")
 SEED_LIMIT = 2**32
 _ENV_VARS = {
@@ -38,7 +39,7 @@ class PipeConfig:
     export_fps: int = 8
     file_name: str | None = None
     negative_prompt: str = ""
-    scheduler: str = "sde-dpmsolver++"
+    scheduler: str = "auto"
 
     def __post_init__(self):
         p = "pipe_configs"

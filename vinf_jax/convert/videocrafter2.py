@@ -3,6 +3,8 @@
     python -m convert.videocrafter2 --unet UNET_DIR --base PIPELINE_DIR --out OUT_DIR
     python -m convert.videocrafter2 --base MERGED_PIPELINE_DIR --out OUT_DIR    (unet/ inside)
     python -m convert.videocrafter2 --unet UNET_DIR --out OUT_DIR               (UNet only)
+    python -m convert.videocrafter2 --lvdm model.ckpt [--lvdm-config inference.yaml] --out OUT_DIR
+                                                          (VideoCrafter's own checkpoint; see convert/lvdm.py)
 
 UNET_DIR holds ``config.json`` and ``diffusion_pytorch_model.safetensors`` (or its sharded index).
 PIPELINE_DIR is a diffusers text-to-video pipeline folder (e.g. zeroscope_v2_576w): the CLIP text
@@ -24,6 +26,7 @@ from pathlib import Path
 from vinf_jax.convert.mapping import params_from_torch
 from vinf_jax.convert.safetensors_io import read_weights
 from vinf_jax.checkpoint import FORMAT, MARKER, atomic_folder, config_to_dict, read_json, save_params, write_json
+from vinf_jax.convert.output import check_compatible, versions
 from vinf_jax.errors import ConversionError, VinfError
 
 _DIFFUSERS_STEMS = ("diffusion_pytorch_model",)
@@ -81,30 +84,6 @@ def _check_tokenizer(folder: Path, vocab_size: int) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
-def _check_compatible(unet_cfg, text_cfg, vae_cfg) -> None:
-    problems = []
-    if text_cfg.hidden_size != unet_cfg.cross_attention_dim:
-        problems.append(f"text encoder hidden_size={text_cfg.hidden_size} but unet "
-                        f"cross_attention_dim={unet_cfg.cross_attention_dim}")
-    if not vae_cfg.latent_channels == unet_cfg.in_channels == unet_cfg.out_channels:
-        problems.append(f"vae latent_channels={vae_cfg.latent_channels} but unet in/out_channels="
-                        f"{unet_cfg.in_channels}/{unet_cfg.out_channels}")
-    if problems:
-        raise ConversionError("the components do not fit together: " + "; ".join(problems))
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("vinf-jax", "jax", "flax", "orbax-checkpoint", "safetensors", "numpy", "transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def _sources(unet: Path | None, base: Path | None) -> tuple[Path, Path | None]:
     """(unet folder, pipeline folder or None), checking that every needed folder exists."""
     if base is not None:
@@ -136,7 +115,7 @@ def convert(unet: str | Path | None, out: str | Path, *, base: str | Path | None
         vae = _convert_part(base / "vae", "vae", _DIFFUSERS_STEMS, convert_vae, allow_pickle)
     parts = {"unet": convert_unet(unet_dir, allow_pickle=allow_pickle)}
     if base is not None:
-        _check_compatible(parts["unet"][0], text_encoder[0], vae[0])
+        check_compatible(parts["unet"][0], text_encoder[0], vae[0])
         parts.update(text_encoder=text_encoder, vae=vae)
     with atomic_folder(out) as tmp:
         for name, (cfg, params) in parts.items():
@@ -153,7 +132,7 @@ def convert(unet: str | Path | None, out: str | Path, *, base: str | Path | None
             source["base"] = str(base.absolute())
         components = list(parts) + (["tokenizer", "scheduler"] if base is not None else [])
         write_json(tmp / MARKER, {"format": FORMAT, "components": components, "source": source,
-                                  "versions": _versions()})
+                                  "versions": versions()})
     return out
 
 
@@ -162,13 +141,27 @@ def main(argv=None) -> int:
     ap.add_argument("--unet", help="diffusers-layout VideoCrafter2 UNet folder")
     ap.add_argument("--base", help="diffusers text-to-video pipeline folder (text_encoder/, tokenizer/, vae/, "
                                    "scheduler/, and unet/ if --unet is not given)")
+    ap.add_argument("--lvdm", help="VideoCrafter's own checkpoint (model.ckpt, LVDM layout; or a .safetensors "
+                                   "with its keys). Read with torch.load(weights_only=True): no --allow-pickle needed")
+    ap.add_argument("--lvdm-config", help="VideoCrafter inference yaml of --lvdm (default: VideoCrafter2's values)")
+    ap.add_argument("--openclip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz for the --lvdm tokenizer "
+                                             "(default: the installed open_clip_torch's)")
     ap.add_argument("--out", required=True, help="new vinf_jax checkpoint folder (must not exist)")
     ap.add_argument("--allow-pickle", action="store_true",
                     help="accept .bin/.ckpt/.pt weights, loaded with torch.load(weights_only=True)")
     args = ap.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs routine notes as warnings
     try:
-        path = convert(args.unet, args.out, base=args.base, allow_pickle=args.allow_pickle)
+        if args.lvdm:
+            if args.unet or args.base:
+                raise ConversionError("--lvdm converts a whole model: do not combine it with --unet or --base")
+            from vinf_jax.convert.lvdm import convert_lvdm
+
+            path = convert_lvdm(args.lvdm, args.out, config=args.lvdm_config, vocab=args.openclip_vocab)
+        elif args.lvdm_config or args.openclip_vocab:
+            raise ConversionError("--lvdm-config and --openclip-vocab apply only with --lvdm")
+        else:
+            path = convert(args.unet, args.out, base=args.base, allow_pickle=args.allow_pickle)
     except VinfError as e:
         first, *rest = str(e).splitlines()  # one line, however many problems were listed
         print(" ".join(["error:", first, "; ".join(r.strip() for r in rest)]).strip(), file=sys.stderr)

@@ -198,5 +198,7 @@ class UNet3D(nnx.Module):
             mine, skips = skips[-n:], skips[:-n]
             size = skips[-1].shape[1:3] if skips else None
             x = block.up(x, list(mine), temb, ctx, ops, size)
-        x = self.conv_out(jax.nn.silu(self.conv_norm_out(x)))
+        # float32 input promotes conv_out to float32: the noise prediction leaves the model unrounded,
+        # before classifier-free guidance multiplies its error by ~2 * guidance_scale
+        x = self.conv_out(jax.nn.silu(self.conv_norm_out(x)).astype(jnp.float32))
         return x.reshape(b, t, h, w, -1)

@@ -146,7 +146,10 @@ class VAEDecoder(nnx.Module):
 
         Divides by ``scaling_factor`` first, as the pipeline's ``decode_latents`` does. Output is float32.
         """
-        z = latents / jnp.asarray(self.config.scaling_factor, latents.dtype)
+        # divide in float32 (latents are ~1/scaling_factor times larger than the model's inputs), then compute
+        # in the parameters' dtype
+        z = jnp.asarray(latents, jnp.float32) / jnp.float32(self.config.scaling_factor)
+        z = z.astype(self.decoder.conv_in.kernel[...].dtype)
         if self.post_quant_conv is not None:
             z = self.post_quant_conv(z)
         return self.decoder(z).astype(jnp.float32)

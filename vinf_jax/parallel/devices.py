@@ -25,10 +25,10 @@ def plan_devices(devices: tuple[int, ...] | int | None, num_clips: int | None, n
         raise ConfigError("devices: no accelerator devices are available")
     if devices is None:
         if num_clips is None:
-            return DevicePlan(num_available, f"all {num_available} devices, one clip each (num_clips unset)")
+            return DevicePlan(num_available, f"all {num_available} available device(s), one clip each (num_clips unset)")
         count = max(d for d in range(1, min(num_clips, num_available) + 1) if num_clips % d == 0)
         if count == num_available:
-            why = f"all {count} devices, {num_clips // count} clip(s) each"
+            why = f"all {count} available device(s), {num_clips // count} clip(s) each"
         else:
             why = (f"{count} of {num_available} devices: the most that divide {num_clips} clips evenly "
                    f"({num_clips // count} clip(s) each)")
