@@ -21,7 +21,7 @@ import numpy as np
 
 from vinf_jax import video_io
 from vinf_jax.errors import ConfigError
-from vinf_jax.parallel.stream import TRANSFERS, ChunkPlan, chunk_layout, chunk_program, fetch_chunk, wait_ready
+from vinf_jax.parallel.stream import TRANSFERS, ChunkPlan, chunk_layout, fetch_chunk, wait_ready
 
 
 @dataclasses.dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import os
 import re
 import uuid
@@ -21,6 +20,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from vinf_jax import jsonfile
 from vinf_jax.errors import ConfigError
 
 _INDEXED = re.compile(r"(\d+)_")
@@ -183,7 +183,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(jsonfile.dumps(data))
 
 
 def write_npy(path: Path, frames: np.ndarray) -> None:
