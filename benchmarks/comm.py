@@ -67,10 +67,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-common.skip_tracer_origin_messages()
-
 from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, VideoInfinityConfig  # noqa: E402
-from vinf_jax.loading import UNetModel, unet_from_config  # noqa: E402
+from vinf_jax.loading import Model, abstract_params  # noqa: E402
 from vinf_jax.models.unet3d import UNetConfig  # noqa: E402
 from vinf_jax.parallel.apply import sharded_unet  # noqa: E402
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated  # noqa: E402
@@ -250,8 +248,8 @@ def main(args) -> int:
 
     t0 = time.perf_counter()
     mesh = clip_mesh(devices)
-    _, abstract = unet_from_config(cfg)
-    model = UNetModel(cfg, abstract)
+    abstract = abstract_params("unet", cfg)
+    model = Model("unet", cfg, abstract)
     rep = replicated(mesh)
     params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype, sharding=rep), abstract)
     x = jax.ShapeDtypeStruct((args.batch, clips * frames, lh, lw, cfg.in_channels), dtype,

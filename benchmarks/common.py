@@ -16,28 +16,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_JSON = REPO.parent / "shared" / "reference" / "videocrafter2-architecture.json"
+REFERENCE_JSON = REPO / "tests" / "data" / "videocrafter2_full.json"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# Full-size configs, copied from ../shared/reference/videocrafter2-architecture.json (which does not
-# travel to the GPU machine: only the repository does). ``reference_configs`` prefers the file.
-FULL_UNET = {
-    "sample_size": 32, "in_channels": 4, "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
-    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
-    "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "downsample_padding": 1,
-    "mid_block_scale_factor": 1, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-05,
-    "cross_attention_dim": 1024, "attention_head_dim": 64, "num_attention_heads": None, "fps_cond": True,
-}
-FULL_VAE = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "layers_per_block": 2, "norm_num_groups": 32, "act_fn": "silu", "scaling_factor": 0.18215,
-}
-# Reference forward cost (torch FlopCounterMode on the diffusers module, batch 1, 40x64 latents),
-# from the reference JSON's notes: TFLOP per frame count.
-REFERENCE_TFLOP_BATCH1 = {16: 12.58, 24: 18.89}
+# Full-size configs (diffusers form) and the reference forward cost (torch FlopCounterMode on the
+# diffusers module, batch 1, 40x64 latents: TFLOP per frame count), from the repository's data file.
+_REFERENCE = json.loads(REFERENCE_JSON.read_text())
+FULL_UNET = _REFERENCE["unet"]
+FULL_VAE = _REFERENCE["vae"]
+REFERENCE_TFLOP_BATCH1 = {int(k): v for k, v in _REFERENCE["reference_tflop_batch1"].items()}
 
 # Tiny configs of the same architecture (all four block types) for CPU smoke runs.
 SMALL_UNET = {
@@ -54,54 +42,21 @@ SMALL_VAE = {
 }
 
 
-def reference_configs() -> dict:
-    """{"unet": ..., "vae": ...} full-size dicts: the shared reference file if present, else the copy above."""
-    if REFERENCE_JSON.is_file():
-        ref = json.loads(REFERENCE_JSON.read_text())
-        strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}
-        unet = strip(ref["unet"])
-        unet["fps_cond"] = True
-        return {"unet": unet, "vae": strip(ref["vae"]), "source": str(REFERENCE_JSON)}
-    return {"unet": dict(FULL_UNET), "vae": dict(FULL_VAE), "source": "benchmarks/common.py (copy)"}
-
-
 def unet_dict(small: bool) -> dict:
-    return dict(SMALL_UNET) if small else reference_configs()["unet"]
+    return dict(SMALL_UNET if small else FULL_UNET)
 
 
 def vae_dict(small: bool) -> dict:
-    return dict(SMALL_VAE) if small else reference_configs()["vae"]
-
-
-def skip_tracer_origin_messages() -> bool:
-    """Make building abstract NNX modules fast (30-70 s -> ~1.5 s for the UNet, flax 0.12.8, jax 0.10.2).
-
-    ``nnx.Rngs`` / ``Variable.set_value`` probe ``getattr(tracer, "sharding", None)`` on every
-    parameter under ``nnx.eval_shape``; each probe builds an AttributeError whose message
-    (``_origin_msg``) summarises the tracer's provenance, which is quadratic in the trace. The
-    message is never shown (getattr swallows it), so the benchmarks drop it. Diagnostic text only:
-    no computed value changes.
-    """
-    try:
-        from jax._src.interpreters import partial_eval as pe
-
-        if hasattr(pe.DynamicJaxprTracer, "_origin_msg"):
-            pe.DynamicJaxprTracer._origin_msg = lambda self: ""
-            return True
-    except Exception:  # noqa: BLE001 - another jax layout: stay slow but correct
-        pass
-    return False
+    return dict(SMALL_VAE if small else FULL_VAE)
 
 
 # --------------------------------------------------------------------------- random weights (JAX)
 def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_limit: int = 50_000_000):
-    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), drawn on the device leaf by leaf.
-
-    Kernels ~ N(0, 1/fan_in), norm scales near one, small biases: activations stay O(1) through
-    the network, so bf16 neither overflows nor times NaNs. Full-size trees never pass through host memory.
-    One small jitted draw per distinct (shape, kind): a single jit returning all ~1500 leaves
-    takes minutes to compile on the CPU. Trees of at most ``host_limit`` elements (the small
-    configs) are drawn with numpy on the host instead, which is faster still.
+    """A random tree shaped like ``abstract`` (ShapeDtypeStructs), with ``vinf_jax.random_init``'s rule
+    (norm scales ~ 1 + N(0, .1)), drawn on the device leaf by leaf: full-size trees never pass
+    through host memory. One small jitted draw per distinct (shape, name): a single jit returning all
+    ~1500 leaves takes minutes to compile on the CPU. Trees of at most ``host_limit`` elements (the
+    small configs) are drawn with numpy on the host instead, which is faster still.
     """
     import functools
 
@@ -109,43 +64,26 @@ def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_
     import jax.numpy as jnp
     import numpy as np
 
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    from vinf_jax.random_init import random_params, scale_leaf
 
-    def name(path):
-        last = path[-1]
-        return str(getattr(last, "key", getattr(last, "name", last)))
-
-    def kind_of(path, shape):
-        n = name(path)
-        return "kernel" if (n == "kernel" and len(shape) >= 2) else ("scale" if n == "scale" else "other")
-
-    def scaled(z, shape, kind):
-        if kind == "kernel":
-            return z / np.sqrt(max(int(np.prod(shape[:-1])), 1))
-        return 1.0 + 0.1 * z if kind == "scale" else 0.02 * z
-
-    total = sum(int(np.prod(leaf.shape)) for _, leaf in paths_leaves)
+    total = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(abstract))
     if total <= host_limit:  # small models: numpy on the host is faster than ~40 small compiles
-        rng = np.random.default_rng(seed)
-        out = []
-        for path, leaf in paths_leaves:
-            shape = tuple(leaf.shape)
-            v = scaled(rng.standard_normal(shape, dtype=np.float32), shape, kind_of(path, shape))
-            out.append(jax.device_put(v.astype(jnp.dtype(dtype)), sharding))  # numpy casts: no compile
-        return jax.tree_util.tree_unflatten(treedef, out)
+        host = random_params(abstract, seed, scale_std=0.1)
+        return jax.tree.map(lambda v: jax.device_put(v.astype(jnp.dtype(dtype)), sharding), host)
 
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
     kw = {} if sharding is None else {"out_shardings": sharding}
 
     @functools.partial(jax.jit, static_argnums=(2, 3), **kw)
-    def draw(key, index, shape, kind):
+    def draw(key, index, shape, name):
         z = jax.random.normal(jax.random.fold_in(key, index), shape, jnp.float32)
-        return scaled(z, shape, kind).astype(dtype)
+        return scale_leaf(name, shape, z, scale_std=0.1).astype(dtype)
 
     key = jax.random.key(seed, impl="rbg")  # RngBitGenerator: compiles far faster than threefry on the CPU
     out = []
     for i, (path, leaf) in enumerate(paths_leaves):
-        shape = tuple(leaf.shape)
-        out.append(draw(key, i, shape, kind_of(path, shape)))
+        last = path[-1]
+        out.append(draw(key, i, tuple(leaf.shape), str(getattr(last, "key", getattr(last, "name", last)))))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -263,14 +201,11 @@ def env_info() -> dict:
 
 
 def write_json(path: str | os.PathLike | None, data: dict) -> None:
-    """Write ``data`` atomically (a half-written file never replaces a whole one)."""
-    if not path:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` atomically (``vinf_jax.jsonfile``); no path, no file."""
+    if path:
+        from vinf_jax.jsonfile import write_json as write
+
+        write(path, data)
 
 
 def fmt_bytes(n: float | None) -> str:

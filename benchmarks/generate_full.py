@@ -46,46 +46,24 @@ def parse_args(argv=None):
     return a
 
 
-def host_params(abstract, seed):
-    """numpy float32 tree (the pipeline's constructor takes host arrays and casts them on the device)."""
-    import jax
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-    out = []
-    for path, leaf in paths_leaves:
-        name, shape = str(getattr(path[-1], "key", path[-1])), tuple(leaf.shape)
-        z = rng.standard_normal(shape, dtype=np.float32)
-        if name == "kernel" and len(shape) >= 2:
-            z /= np.sqrt(max(int(np.prod(shape[:-1])), 1))
-        elif name == "scale":
-            z = 1.0 + 0.1 * z
-        else:
-            z *= 0.02
-        out.append(z)
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
 def full_pipeline(dtype):
     from vinf_jax import tiny
-    from vinf_jax.loading import BoundModel, UNetModel, abstract_params
-    from vinf_jax.models.clip_text import CLIPTextConfig, CLIPTextModel
+    from vinf_jax.loading import Model
+    from vinf_jax.models.clip_text import CLIPTextConfig
     from vinf_jax.models.unet3d import UNetConfig
-    from vinf_jax.models.vae import VAEConfig, VAEDecoder
+    from vinf_jax.models.vae import VAEConfig
     from vinf_jax.pipeline import VideoInfinityPipeline
+    from vinf_jax.random_init import random_params
 
-    ucfg = UNetConfig.from_dict(common.unet_dict(False))
-    tcfg = CLIPTextConfig.from_dict(FULL_TEXT)
-    vcfg = VAEConfig.from_dict(common.vae_dict(False))
-    unet_ctor = lambda r: __import__("vinf_jax.models.unet3d", fromlist=["UNet3D"]).UNet3D(ucfg, rngs=r)
-    text_ctor = lambda r: CLIPTextModel(tcfg, rngs=r)
-    vae_ctor = lambda r: VAEDecoder(vcfg, rngs=r)
-    unet = UNetModel(ucfg, host_params(abstract_params(unet_ctor)[1], 0))
-    text = BoundModel(text_ctor, tcfg, host_params(abstract_params(text_ctor)[1], 1))
-    vae = BoundModel(vae_ctor, vcfg, host_params(abstract_params(vae_ctor)[1], 2))
+    configs = {"unet": UNetConfig.from_dict(common.unet_dict(False)), "text_encoder": CLIPTextConfig.from_dict(FULL_TEXT),
+               "vae": VAEConfig.from_dict(common.vae_dict(False))}
+    models = []
+    for seed, (kind, cfg) in enumerate(configs.items()):
+        model = Model(kind, cfg)
+        model.params = random_params(model.abstract, seed, scale_std=0.1)  # float32 host arrays
+        models.append(model)
     # The stand-in tokenizer hashes words into ids < 1024: any vocabulary at least that large works.
-    return VideoInfinityPipeline(unet, text, vae, tiny.WordTokenizer(), SCHEDULER, dtype=dtype)
+    return VideoInfinityPipeline(*models, tiny.WordTokenizer(), SCHEDULER, dtype=dtype)
 
 
 def main(argv=None) -> int:
@@ -102,8 +80,6 @@ def main(argv=None) -> int:
         return 0
     import jax
     import numpy as np
-
-    common.skip_tracer_origin_messages()
     from vinf_jax.errors import NonFiniteError
     from vinf_jax.pipeline import VideoInfinityPipeline
 

@@ -68,10 +68,8 @@ class Prober:
     def __init__(self, args):
         import jax
         import jax.numpy as jnp
-
-        common.skip_tracer_origin_messages()
         from vinf_jax.config import VideoInfinityConfig
-        from vinf_jax.loading import UNetModel, unet_from_config
+        from vinf_jax.loading import Model, abstract_params
         from vinf_jax.models.unet3d import UNetConfig
         from vinf_jax.models.vae import VAEConfig, VAEDecoder
         from vinf_jax.parallel.apply import sharded_unet
@@ -85,8 +83,8 @@ class Prober:
         args.dtype = args.dtype or ("float32" if self.cpu else "bfloat16")
         self.dtype = jnp.dtype(args.dtype)
         self.cfg = UNetConfig.from_dict(common.unet_dict(args.small))
-        _, abstract = unet_from_config(self.cfg)
-        self.model = UNetModel(self.cfg, abstract)
+        abstract = abstract_params("unet", self.cfg)
+        self.model = Model("unet", self.cfg, abstract)
         self.params = common.random_params_on_device(abstract, self.dtype, seed=0)
         self.param_bytes = common.tree_bytes(self.params)
         vcfg = VAEConfig.from_dict(common.vae_dict(args.small))

@@ -72,10 +72,8 @@ def parse_args(argv=None):
 def jax_worker(args) -> None:
     import jax
     import jax.numpy as jnp
-
-    common.skip_tracer_origin_messages()
     from vinf_jax.config import VideoInfinityConfig
-    from vinf_jax.loading import UNetModel, unet_from_config
+    from vinf_jax.loading import Model, abstract_params
     from vinf_jax.models.unet3d import UNetConfig
     from vinf_jax.parallel.apply import sharded_unet
     from vinf_jax.parallel.mesh import clip_mesh
@@ -88,8 +86,8 @@ def jax_worker(args) -> None:
         flops_only(args, cfg, dtype, out)
         return
     t0 = time.perf_counter()
-    _, abstract = unet_from_config(cfg)
-    model = UNetModel(cfg, abstract)
+    abstract = abstract_params("unet", cfg)
+    model = Model("unet", cfg, abstract)
     params = common.random_params_on_device(abstract, dtype, seed=0)
     jax.block_until_ready(params)
     out["params"] = {"count": int(sum(a.size for a in jax.tree.leaves(abstract))), "bytes": common.tree_bytes(params),
@@ -162,12 +160,12 @@ def flops_only(args, cfg, dtype, out) -> None:
     import jax.numpy as jnp
 
     from vinf_jax.config import VideoInfinityConfig
-    from vinf_jax.loading import UNetModel, unet_from_config
+    from vinf_jax.loading import Model, abstract_params
     from vinf_jax.parallel.apply import sharded_unet
     from vinf_jax.parallel.mesh import clip_mesh
 
-    _, abstract = unet_from_config(cfg)
-    model = UNetModel(cfg, abstract)
+    abstract = abstract_params("unet", cfg)
+    model = Model("unet", cfg, abstract)
     params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype), abstract)
     out["params"] = {"count": int(sum(a.size for a in jax.tree.leaves(abstract))),
                      "bytes": int(sum(a.size for a in jax.tree.leaves(abstract))) * dtype.itemsize}

@@ -96,12 +96,3 @@ def test_comm_small(tmp_path):
     nv = r["projection"][0]
     assert nv["comm_ms"] == pytest.approx(m["total"] / 900e9 * 1e3) and nv["fraction_of_step"] == pytest.approx(nv["comm_ms"] / 100)
 
-
-def test_embedded_configs_match_reference():
-    """The GPU machine gets only the repository: the full-size configs copied into
-    benchmarks/common.py must equal ../shared/reference/videocrafter2-architecture.json."""
-    if not common.REFERENCE_JSON.is_file():
-        pytest.skip("reference JSON not present")
-    ref = common.reference_configs()
-    assert ref["unet"] == common.FULL_UNET
-    assert ref["vae"] == common.FULL_VAE

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINALS = Path(__file__).resolve().parents[2] / "shared/reference/original-configs"
+ORIGINALS = ROOT / "configs"  # the released Video-Infinity example configs, unchanged
 # the tiny model at a CPU-friendly size: the original files are loaded unchanged, these override
 SMALL = ["model=tiny-random", "pipe_configs.steps=2", "pipe_configs.height=32", "pipe_configs.width=32",
          "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3"]
@@ -124,7 +124,7 @@ BAD = [  # (overrides, text the error line must contain)
     (["pipe_configs.steps=0"], "pipe_configs.steps"),
     (["pipe_configs.fps=0"], "pipe_configs.fps"),
     (["pipe_configs.prompts=[]"], "pipe_configs.prompts"),
-    (["num_clips=12"], "num_clips"),
+    (["devices=8", "num_clips=12"], "num_clips"),
     (["devices=[0,0]"], "devices"),
     (["model=/nonexistent/ckpt"], "/nonexistent/ckpt"),
     (["edge_mode=wrap"], "edge_mode"),
@@ -134,7 +134,7 @@ BAD = [  # (overrides, text the error line must contain)
 ]
 
 
-@pytest.mark.parametrize("sets,needle", BAD, ids=[b[0][0].split("=")[0] for b in BAD])
+@pytest.mark.parametrize("sets,needle", BAD, ids=[b[0][-1].split("=")[0] for b in BAD])
 def test_bad_input_exits_2_and_writes_nothing(sets, needle, tmp_path):
     r = generate(ROOT / "configs/tiny.json", [f"base_path={tmp_path}/out"] + sets, tmp_path)
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
@@ -162,3 +162,73 @@ def test_unreachable_coordinator_fails_in_bounded_time(tmp_path):
     assert r.returncode == 2 and f"127.0.0.1:{port}" in r.stderr, r.stderr[-2000:]
     assert time.time() - t0 < 60
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the demo on any machine, start-up
+
+LONG_PROMPT = " ".join(["a very long prompt"] * 30)  # 120 words: more than the encoder's 77 tokens
+
+
+def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_compile_cache(tmp_path):
+    """configs/tiny.json fixes the video, not the hardware: 8 clips on 8 virtual devices and on one
+    device give the same frames. A second run with the same compilation cache reads the programs
+    instead of compiling them. An over-long prompt gives one readable warning line."""
+    sets = SMALL + ["save_frames=npy", "plugin_configs.attn.top_k=8",
+                    f'pipe_configs.prompts=["{LONG_PROMPT}", "a short prompt"]']
+    cache = {"VINF_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    runs = {}
+    for name, env in [("first", cache), ("second", cache), ("one_device", {**cache, "JAX_NUM_CPU_DEVICES": "1"})]:
+        r = generate(ROOT / "configs/tiny.json", sets + [f"base_path={tmp_path}/{name}"], tmp_path, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        (npy,) = (tmp_path / name).glob("*.npy")
+        runs[name] = dict(stderr=r.stderr, frames=np.load(npy),
+                          side=json.loads(npy.with_suffix(".json").read_text()))
+    first, second, one = runs["first"], runs["second"], runs["one_device"]
+    assert len(first["side"]["resolved"]["devices"]) == 8 and len(one["side"]["resolved"]["devices"]) == 1
+    assert one["side"]["resolved"]["devices_why"] == "all 1 available device(s), 8 clip(s) each"
+    assert first["side"]["resolved"]["devices_why"] == "all 8 available device(s), 1 clip(s) each"
+    assert first["frames"].shape == (8 * 4, 32, 32, 3)
+    np.testing.assert_allclose(one["frames"], first["frames"], atol=1e-5)
+    t1, t2 = first["side"]["timings"], second["side"]["timings"]
+    assert t1["compile_cache"]["dir"] == str(tmp_path / "cache")
+    assert t1["compile_cache"]["misses"] > 0 and t1["compile_cache"]["hits"] == 0
+    assert t2["compile_cache"]["hits"] == t1["compile_cache"]["misses"] and t2["compile_cache"]["misses"] == 0
+    assert t2["compile_s"] < 0.5 * t1["compile_s"]
+    np.testing.assert_array_equal(second["frames"], first["frames"])
+    warns = [ln for ln in first["stderr"].splitlines() if ln.startswith("warning: prompt")]
+    assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], \
+        first["stderr"]
+    assert "warnings.warn" not in first["stderr"]  # no Python source line echoed under the warning
+
+
+def test_out_of_device_memory_is_one_error_line_and_no_file(tmp_path, monkeypatch, capsys):
+    """The runtime's RESOURCE_EXHAUSTED where the compiled loop is called: one error line naming
+    frames and clips per device, size and dtype and what would fit; exit 2; nothing written."""
+    import jax
+
+    from vinf_jax import generate as cli
+    from vinf_jax.sampling.loop import DenoiseLoop
+
+    build = DenoiseLoop.build
+
+    def build_then_fail(self):
+        run, begin, noise = build(self)
+
+        def out_of_memory(*args):
+            raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 27.50GiB.")
+
+        return out_of_memory, begin, noise
+
+    monkeypatch.setattr(DenoiseLoop, "build", build_then_fail)
+    code = cli.main(["--config", str(ROOT / "configs/tiny.json"), "--quiet", "--set", f"base_path={tmp_path}/out",
+                     "--set", "num_clips=16", "--set", "pipe_configs.height=128", "--set", "pipe_configs.width=128",
+                     "--set", "pipe_configs.num_frames=4", "--set", "plugin_configs.attn.padding=3",
+                     "--set", "pipe_configs.steps=1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert lines == [
+        "error: out of device memory: 2 clip(s) x 4 frames = 8 frames per device at 128x128 (latents 16x16), "
+        "float32, on 8 cpu device(s); what would fit: fewer clips per device (num_clips=8 on 8 devices), "
+        "more devices (devices=16 for 16 clips), a smaller size (e.g. 64x64)"], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

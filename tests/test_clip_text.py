@@ -7,12 +7,14 @@ from flax import nnx
 
 from torch_refs import state_dict_numpy, tiny_clip_text, tiny_tokenizer
 from vinf_jax.errors import ConversionError
-from vinf_jax.models.clip_text import CLIPTextModel, convert_text_encoder, tokenize
+from vinf_jax.convert.keymaps import convert_text_encoder
+from vinf_jax.loading import Model
+from vinf_jax.models.clip_text import tokenize
 
 
 def flax_from_torch(ref, cfg_dict):
     cfg, params = convert_text_encoder(cfg_dict, state_dict_numpy(ref))
-    return CLIPTextModel.from_params(cfg, params)
+    return Model("text_encoder", cfg, params).module()
 
 
 def assert_close(got, ref):

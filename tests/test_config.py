@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from vinf_jax import config as config_module
+from vinf_jax.config import values as config_values
+from vinf_jax.parallel.devices import plan_devices
 from vinf_jax.config import (
     AttnConfig,
     ConfigWarning,
@@ -20,16 +22,13 @@ from vinf_jax.config import (
     Phase,
     PipeConfig,
     VideoInfinityConfig,
-    check_devices,
     load_config,
     normalize_dtype,
     to_dict,
 )
 from vinf_jax.errors import ConfigError
 
-ORIGINAL = Path("/work/shared/reference/original-configs")
-if not ORIGINAL.is_dir():  # the checkout may sit beside shared/ rather than under /work
-    ORIGINAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "original-configs"
+ORIGINAL = Path(__file__).resolve().parents[1] / "configs"  # the released example configs, unchanged
 TINY = ["model=tiny-random"]
 BEAGLE = ("A beagle wearing diving goggles swimming in the ocean while the camera is moving, "
           "coral reefs in the background.")
@@ -63,7 +62,7 @@ def test_original_configs_load_unchanged(name, tmp_path):
     p = cfg.pipe
     assert (p.steps, p.guidance_scale, p.fps, p.num_frames) == (30, 12.0, 24, 24)
     assert (p.height, p.width, p.export_fps, p.file_name) == (320, 512, 8, None)
-    assert (p.scheduler, p.negative_prompt) == ("sde-dpmsolver++", "")
+    assert (p.scheduler, p.negative_prompt) == ("auto", "")
     vi = cfg.video_infinity
     assert (vi.edge_mode, vi.num_clips) == ("exact", None)
     a = vi.attn
@@ -93,7 +92,7 @@ def test_original_values_come_through():
 
 
 def test_ignored_keys_warn_once_each():
-    config_module._WARNED.clear()
+    config_values.WARNED.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_config(ORIGINAL / "config.json", TINY)
@@ -123,17 +122,26 @@ def test_defaults():
     assert cfg.pipe.prompts == ("a cat",)
     assert (cfg.pipe.steps, cfg.pipe.guidance_scale, cfg.pipe.fps, cfg.pipe.num_frames) == (30, 12.0, 24, 24)
     assert (cfg.pipe.height, cfg.pipe.width, cfg.pipe.export_fps) == (320, 512, 8)
-    assert (cfg.pipe.file_name, cfg.pipe.negative_prompt, cfg.pipe.scheduler) == (None, "", "sde-dpmsolver++")
+    assert (cfg.pipe.file_name, cfg.pipe.negative_prompt, cfg.pipe.scheduler) == (None, "", "auto")
     assert cfg.video_infinity == vi
-    assert (cfg.dtype, cfg.devices, cfg.seed, cfg.base_path) == ("float32", None, 123, "./exp")
+    assert (cfg.dtype, cfg.devices, cfg.seed, cfg.base_path) == ("auto", None, 123, "./exp")
     assert (cfg.save_frames, cfg.master_port, cfg.source) == (None, None, None)
     assert cfg.distributed == DistributedConfig(None, None, None)
 
 
-def test_partial_phase_takes_the_other_fields_from_the_default_and_null_disables_it():
-    cfg = load_config(_minimal(plugin_configs={"attn": {"local_phase": {"t": 700}, "global_phase": None}}),
-                      check_paths=False)
-    assert cfg.video_infinity.attn.local_phase == Phase(700, 10.0, 0.0)
+@pytest.mark.parametrize("phase", ["local_phase", "global_phase"])
+@pytest.mark.parametrize("missing", ["t", "local_biase", "global_biase"])
+def test_phase_object_missing_a_key_is_an_error(phase, missing):
+    """The released code reads all three keys of a phase; a silent default (t=800) would be a guess."""
+    full = {"t": 700, "local_biase": 10, "global_biase": 0}
+    del full[missing]
+    with pytest.raises(ConfigError, match=rf"^plugin_configs\.attn\.{phase}\.{missing}: missing required key"):
+        load_config(_minimal(plugin_configs={"attn": {phase: full}}), check_paths=False)
+
+
+def test_null_phase_disables_it():
+    cfg = load_config(_minimal(plugin_configs={"attn": {"global_phase": None}}), check_paths=False)
+    assert cfg.video_infinity.attn.local_phase == Phase(800, 10.0, 0.0)
     assert cfg.video_infinity.attn.global_phase is None
 
 
@@ -164,19 +172,48 @@ def test_to_dict_round_trips_and_is_the_sidecar():
 def test_dtype_spellings():
     for spelling, expected in [("torch.float16", "float16"), ("fp16", "float16"), ("float16", "float16"),
                                ("torch.bfloat16", "bfloat16"), ("bf16", "bfloat16"), ("bfloat16", "bfloat16"),
-                               ("torch.float32", "float32"), ("fp32", "float32"), ("float32", "float32")]:
+                               ("torch.float32", "float32"), ("fp32", "float32"), ("float32", "float32"),
+                               ("auto", "auto"), (" Float32 ", "float32")]:
         assert normalize_dtype(spelling) == expected
         assert load_config(_minimal(dtype=spelling), check_paths=False).dtype == expected
 
 
-def test_config_module_does_not_import_jax():
-    tree = ast.parse(Path(config_module.__file__).read_text())
+def test_dtype_objects_and_the_one_vocabulary_everywhere():
+    """numpy / jax dtype objects and scalar types name the same dtypes as the strings; the CLI
+    config, from_pretrained and load_unet share normalize_dtype, so they accept the same set."""
+    import jax.numpy as jnp
+    import ml_dtypes
+    import numpy as np
+
+    from vinf_jax.config import compute_dtype
+
+    for obj, expected in [(np.float32, "float32"), (np.dtype("float32"), "float32"), (jnp.float32, "float32"),
+                          (jnp.dtype("float32"), "float32"), (np.float16, "float16"), (jnp.float16, "float16"),
+                          (np.dtype("float16"), "float16"), (jnp.bfloat16, "bfloat16"),
+                          (jnp.dtype(jnp.bfloat16), "bfloat16"), (ml_dtypes.bfloat16, "bfloat16")]:
+        assert normalize_dtype(obj) == expected, obj
+    for bad in [np.float64, np.dtype("int8"), jnp.int32, 16, None, True, "float64", object()]:
+        with pytest.raises(ConfigError, match="^dtype: expected one of"):
+            normalize_dtype(bad)
+    assert [compute_dtype(d, "cpu") for d in ("auto", "float16", "bfloat16", "float32")] == \
+        ["float32", "float32", "bfloat16", "float32"]
+    assert [compute_dtype(d, "gpu") for d in ("auto", "float16", "bfloat16", "float32")] == \
+        ["bfloat16", "bfloat16", "bfloat16", "float32"]
+
+
+def test_config_package_does_not_import_jax():
+    """The CLI validates a config before any device work: no module of the config layer (nor the
+    device planner) imports jax, flax, numpy or torch."""
+    files = sorted(Path(config_module.__file__).parent.glob("*.py"))
+    files.append(Path(config_module.__file__).parents[1] / "parallel" / "devices.py")
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+    assert len(files) >= 7
     assert not imported & {"jax", "jaxlib", "flax", "numpy", "torch"}, imported
 
 
@@ -232,18 +269,33 @@ def test_shared_frames_and_global_rows(frames, clips, top_k, indices, rows):
     assert vi.global_rows(frames, clips) == rows
 
 
-# ----------------------------------------------------------------------------- check_devices
+# ----------------------------------------------------------------------------- devices
 
 @pytest.mark.parametrize("overrides, available, expected", [
     ([], 8, 4),                         # devices [0,1,2,3]
     (["num_clips=8"], 4, 4),            # two clips per device
-    (["devices=null"], 8, 8),           # all available
+    (["devices=null"], 8, 8),           # num_clips unset: all available, one clip each
     (["devices=2", "num_clips=6"], 2, 2),
     (["devices=[5]", "num_clips=3"], 6, 1),
+    # devices unset: the most available devices that divide the clips evenly
+    (["devices=null", "num_clips=8"], 8, 8),
+    (["devices=null", "num_clips=8"], 3, 2),
+    (["devices=null", "num_clips=8"], 1, 1),
+    (["devices=null", "num_clips=6"], 8, 6),
+    (["devices=null", "num_clips=2"], 8, 2),
+    (["devices=null", "num_clips=7"], 4, 1),
+    (["devices=null", "num_clips=12"], 8, 6),
 ])
-def test_check_devices(overrides, available, expected):
+def test_plan_devices(overrides, available, expected):
     cfg = load_config(ORIGINAL / "config.json", TINY + overrides)
-    assert check_devices(cfg, available) == expected
+    plan = plan_devices(cfg.devices, cfg.video_infinity.num_clips, available)
+    assert plan.count == expected
+    assert str(expected) in plan.reason
+
+
+def test_plan_devices_says_why_it_uses_fewer():
+    plan = plan_devices(None, 8, 3)
+    assert plan.reason == "2 of 3 devices: the most that divide 8 clips evenly (4 clip(s) each)"
 
 
 @pytest.mark.parametrize("overrides, available, pattern", [
@@ -251,12 +303,12 @@ def test_check_devices(overrides, available, expected):
     (["devices=16"], 8, r"devices: 16 devices requested but only 8 exist"),
     ([], 0, r"devices: no accelerator devices"),
     (["num_clips=6"], 8, r"num_clips: 6 clips .* D=4 .*num_clips in \[4, 8, 12\].*D in \[1, 2, 3, 6\]"),
-    (["num_clips=2", "devices=null"], 8, r"num_clips: 2 clips .* D=8 .*\[8, 16, 24\].*D in \[1, 2\]"),
+    (["num_clips=2", "devices=8"], 8, r"num_clips: 2 clips .* D=8 .*\[8, 16, 24\].*D in \[1, 2\]"),
 ])
-def test_check_devices_errors(overrides, available, pattern):
+def test_plan_devices_errors(overrides, available, pattern):
     cfg = load_config(ORIGINAL / "config.json", TINY + overrides)
     with pytest.raises(ConfigError, match=pattern):
-        check_devices(cfg, available)
+        plan_devices(cfg.devices, cfg.video_infinity.num_clips, available)
 
 
 # ----------------------------------------------------------------------------- distributed

@@ -92,14 +92,13 @@ def src(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(src, tmp_path_factory):
-    from vinf_jax import checkpoint
-    from vinf_jax.loading import LoadedUNet
+    from vinf_jax.loading import UNetFunction, load_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "vc2"
     run = cli("--unet", src.unet_dir, "--base", src.pipe, "--out", out)
     assert run.returncode == 0, run.stderr
-    ckpt = checkpoint.load(out)
-    return SimpleNamespace(path=out, ckpt=ckpt, unet=LoadedUNet(ckpt.unet))
+    ckpt = load_checkpoint(out)
+    return SimpleNamespace(path=out, ckpt=ckpt, unet=UNetFunction(ckpt.unet, "float32"))
 
 
 # ------------------------------------------------------------------------------- round trip
@@ -164,7 +163,7 @@ def test_checkpoint_describes_itself(src, converted):
 
 
 def test_merged_pipeline_folder_gives_the_same_checkpoint(src, converted, tmp_path):
-    from convert.videocrafter2 import main
+    from vinf_jax.convert.videocrafter2 import main
 
     assert main(["--base", str(src.merged), "--out", str(tmp_path / "out")]) == 0
     assert_same_params(converted.path, tmp_path / "out")
@@ -173,8 +172,8 @@ def test_merged_pipeline_folder_gives_the_same_checkpoint(src, converted, tmp_pa
 
 
 def test_converting_twice_gives_byte_identical_parameters(src, converted, tmp_path):
-    from convert.mapping import flatten_pure
-    from convert.videocrafter2 import convert
+    from vinf_jax.convert.mapping import flatten_pure
+    from vinf_jax.convert.videocrafter2 import convert
     from vinf_jax.checkpoint import load_params
 
     convert(src.unet_dir, tmp_path / "again", base=src.pipe)  # in this process; the first ran in a subprocess
@@ -188,7 +187,7 @@ def test_converting_twice_gives_byte_identical_parameters(src, converted, tmp_pa
 
 
 def test_sharded_unet(src, converted, tmp_path):
-    from convert.videocrafter2 import main
+    from vinf_jax.convert.videocrafter2 import main
 
     save_tiny_unet(src.unet, tmp_path / "unet", max_shard_size="50KB")
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors.index.json").is_file()
@@ -202,10 +201,10 @@ def test_float16_unet(converted, tmp_path):
     import jax
     from safetensors import safe_open
 
-    from convert.mapping import flatten_pure, params_from_torch
-    from convert.videocrafter2 import main
+    from vinf_jax.convert.mapping import flatten_pure, params_from_torch
+    from vinf_jax.convert.videocrafter2 import main
     from vinf_jax.checkpoint import load_params
-    from vinf_jax.models.unet3d import unet_rename
+    from vinf_jax.convert.keymaps import unet_rename
 
     save_tiny_unet(tiny_fps_unet().half(), tmp_path / "unet")
     with safe_open(str(tmp_path / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
@@ -235,7 +234,7 @@ def unet_as_pickle(src, tmp: Path) -> Path:
 
 
 def test_pickle_accepted_with_allow_pickle(src, converted, tmp_path):
-    from convert.videocrafter2 import main
+    from vinf_jax.convert.videocrafter2 import main
 
     unet = unet_as_pickle(src, tmp_path)
     assert main(["--unet", str(unet), "--out", str(tmp_path / "out"), "--allow-pickle"]) == 0
@@ -245,7 +244,7 @@ def test_pickle_accepted_with_allow_pickle(src, converted, tmp_path):
 def test_read_weights_keeps_float_dtypes_and_index_buffers(tmp_path):
     from safetensors.torch import save_file
 
-    from convert.safetensors_io import read_weights
+    from vinf_jax.convert.safetensors_io import read_weights
 
     tensors = {"a": torch.randn(3, 2).bfloat16(), "b": torch.randn(4).half(), "c": torch.randn(2, 2).double(),
                "d": torch.randn(2, 3), "text_model.embeddings.position_ids": torch.arange(5)[None]}
@@ -363,7 +362,7 @@ CLI_CASES = {  # name: (setup returning argv without --out, pattern the one erro
 
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_cli_rejects_bad_input(case, src, tmp_path, capsys):
-    from convert.videocrafter2 import main
+    from vinf_jax.convert.videocrafter2 import main
 
     setup, pattern = CLI_CASES[case]
     argv = [str(a) for a in setup(src, tmp_path)] + ["--out", str(tmp_path / "out")]
@@ -424,8 +423,8 @@ LOAD_CASES = {  # name: (damage done to a copy of the checkpoint, pattern of the
 
 @pytest.mark.parametrize("case", LOAD_CASES)
 def test_load_rejects_damaged_checkpoint(case, converted, tmp_path):
-    from vinf_jax.checkpoint import load
     from vinf_jax.errors import CheckpointError
+    from vinf_jax.loading import load_checkpoint as load
 
     damage, pattern = LOAD_CASES[case]
     ckpt = shutil.copytree(converted.path, tmp_path / "ckpt")
@@ -438,7 +437,7 @@ def test_generate_cli_runs_on_a_converted_checkpoint(converted, tmp_path):
     """The user path: a converted folder as `model` of an original config gives an mp4."""
     from vinf_jax.video_io import read_mp4
 
-    cfg = Path(__file__).resolve().parents[2] / "shared/reference/original-configs/single_gpu.json"
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "single_gpu.json"
     sets = [f"model={converted.path}", f"base_path={tmp_path}/out", "pipe_configs.steps=2", "pipe_configs.height=32",
             "pipe_configs.width=32", "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3"]
     cmd = [sys.executable, "-m", "vinf_jax.generate", "--config", str(cfg), "--quiet"] + sum((["--set", s] for s in sets), [])

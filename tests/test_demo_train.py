@@ -116,12 +116,12 @@ def test_export_converts_back_exactly(exported, tmp_path):
     """The real converter reads the exported folder; every parameter comes back unchanged."""
     from flax import nnx
 
-    from convert.mapping import flatten_pure
-    from convert.videocrafter2 import convert
-    from vinf_jax import checkpoint
+    from vinf_jax.convert.mapping import flatten_pure
+    from vinf_jax.convert.videocrafter2 import convert
+    from vinf_jax.loading import load_checkpoint
 
     out, (ae, unet, text) = exported
-    ck = checkpoint.load(convert(None, tmp_path / "ck", base=out))
+    ck = load_checkpoint(convert(None, tmp_path / "ck", base=out))
     pure = lambda m: flatten_pure(nnx.to_pure_dict(nnx.state(m, nnx.Param)))
     for got, module in ((ck.unet.params, unet), (ck.text_encoder.params, text)):
         want = pure(module)

@@ -11,7 +11,7 @@ import pytest
 
 from vi_oracle import OracleSpec, patch_oracle, random_params
 from vinf_jax.config import AttnConfig, ConvLayerConfig, GroupNormConfig, Phase, VideoInfinityConfig
-from vinf_jax.loading import UNetModel, unet_from_config
+from vinf_jax.loading import Model, abstract_params
 from vinf_jax.models.unet3d import UNetConfig
 from vinf_jax.parallel.apply import sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
@@ -27,8 +27,7 @@ MICRO = UNetConfig(down_block_types=("CrossAttnDownBlock3D",), up_block_types=("
 
 @functools.lru_cache(maxsize=None)
 def micro_model(cfg=MICRO):
-    _, abstract = unet_from_config(cfg)
-    return UNetModel(cfg, random_params(abstract, seed=3))
+    return Model("unet", cfg, random_params(abstract_params("unet", cfg), seed=3))
 
 
 def inputs(n, f, seed=0, h=4, w=4):

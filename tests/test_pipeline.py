@@ -14,7 +14,7 @@ import pytest
 
 from vinf_jax.config import AttnConfig, ConvLayerConfig, Phase, VideoInfinityConfig
 from vinf_jax.pipeline import VideoInfinityPipeline, clip_prompt_index
-from vinf_jax.sampling.loop import TRACE_COUNT
+from jax_events import count_traces
 
 REL = 1e-4  # max |diff| <= REL * max |ref|, float32 on the CPU
 
@@ -51,12 +51,11 @@ def parity_models(tmp_path_factory):
     import torch
     from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
 
-    from convert.videocrafter2 import convert_unet
     from torch_refs import state_dict_numpy, tiny_clip_text, tiny_tokenizer, tiny_vae
     from unet_refs import FpsUNet, randomize_, save_tiny_unet
-    from vinf_jax.loading import BoundModel, UNetModel
-    from vinf_jax.models.clip_text import CLIPTextModel, convert_text_encoder
-    from vinf_jax.models.vae import VAEDecoder, convert_vae
+    from vinf_jax.convert.keymaps import convert_text_encoder, convert_vae
+    from vinf_jax.convert.videocrafter2 import convert_unet
+    from vinf_jax.loading import Model
 
     tmp = tmp_path_factory.mktemp("parity")
     text, text_cfg = tiny_clip_text("quick_gelu")
@@ -78,9 +77,8 @@ def parity_models(tmp_path_factory):
     unet_cfg, unet_params = convert_unet(tmp / "unet")
     tc, tp = convert_text_encoder(text_cfg, state_dict_numpy(text))
     vc, vp = convert_vae(vae_cfg, state_dict_numpy(vae))
-    ours = VideoInfinityPipeline(UNetModel(unet_cfg, unet_params),
-                                 BoundModel(lambda r: CLIPTextModel(tc, rngs=r), tc, tp),
-                                 BoundModel(lambda r: VAEDecoder(vc, rngs=r), vc, vp),
+    ours = VideoInfinityPipeline(Model("unet", unet_cfg, unet_params), Model("text_encoder", tc, tp),
+                                 Model("vae", vc, vp),
                                  tokenizer, SCHEDULER, devices=1, dtype="float32")
     return fps_unet, ref, ours
 
@@ -143,9 +141,9 @@ def tiny_runs():
         pipe = first if d == 1 else VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer,
                                                           first.scheduler_config, devices=d)
         assert pipe.num_devices == d
-        before = TRACE_COUNT["denoise"]
-        frames = pipe(PROMPTS, vi_config=TINY_VI, **TINY)
-        runs[d] = dict(pipe=pipe, frames=frames, traces=TRACE_COUNT["denoise"] - before)
+        with count_traces("denoise_loop") as traces:
+            frames = pipe(PROMPTS, vi_config=TINY_VI, **TINY)
+        runs[d] = dict(pipe=pipe, frames=frames, traces=traces["n"])
     return runs
 
 
@@ -170,11 +168,11 @@ def test_one_compilation_per_shape(tiny_runs):
         assert tiny_runs[d]["traces"] == 1, (d, tiny_runs[d]["traces"])
     pipe = tiny_runs[8]["pipe"]
     run = lambda prompts=PROMPTS, **kw: pipe(prompts, vi_config=TINY_VI, output_type="latent", **{**TINY, **kw})
-    before = TRACE_COUNT["denoise"]
-    base = run()
-    variants = {"seed": run(seed=8), "guidance": run(guidance_scale=3.0), "fps": run(fps=8),
-                "prompts": run(PROMPTS[::-1]), "latents": run(latents=np.zeros_like(base))}
-    assert TRACE_COUNT["denoise"] == before
+    with count_traces("denoise_loop") as traces:
+        base = run()
+        variants = {"seed": run(seed=8), "guidance": run(guidance_scale=3.0), "fps": run(fps=8),
+                    "prompts": run(PROMPTS[::-1]), "latents": run(latents=np.zeros_like(base))}
+    assert traces["n"] == 0
     for name, out in variants.items():  # ... and each of them reaches the output
         assert np.abs(out - base).max() > 1e-3, name
     np.testing.assert_array_equal(run(), base)  # same arguments, same video
@@ -184,7 +182,7 @@ def test_one_compilation_per_shape(tiny_runs):
 # 4. predict_noise, latent output
 
 def test_predict_noise_reduces_to_vanilla_unet(tiny_runs):
-    from vinf_jax.loading import LoadedUNet
+    from vinf_jax.loading import UNetFunction
 
     pipe = tiny_runs[1]["pipe"]
     f = 4
@@ -193,10 +191,10 @@ def test_predict_noise_reduces_to_vanilla_unet(tiny_runs):
     emb = pipe.encode_prompt(["a red fox in the snow", ""])  # (2, 77, D)
     assert emb.shape == (2, 77, pipe.text_encoder.config.hidden_size) and emb.dtype == np.float32
     got = pipe.predict_noise(latents, 321, emb[:, None], fps=12, vi_config=vanilla_vi(f))
-    want = np.asarray(LoadedUNet(pipe.unet)(latents, 321, emb, fps=12))
+    want = np.asarray(UNetFunction(pipe.unet, "float32")(latents, 321, emb, fps=12))
     assert got.shape == latents.shape
     err, scale = assert_close(got, want, rel=1e-5)
-    print(f"\npredict_noise vs LoadedUNet: max|diff| {err:.2e} (max|ref| {scale:.3g})")
+    print(f"\npredict_noise vs UNetFunction: max|diff| {err:.2e} (max|ref| {scale:.3g})")
 
 
 def test_latent_output_layout_and_decode(tiny_runs):
@@ -211,6 +209,22 @@ def test_latent_output_layout_and_decode(tiny_runs):
     # frames are axis 2 of the latents: latent frame 5 alone decodes to frame 5
     one = np.repeat(lat[:, :, 5:6], t, axis=2)  # same shape as above: no new decode program
     assert_close(pipe.decode(one)[3], tiny_runs[8]["frames"][5], rel=1e-5)
+
+
+def test_export_video_equals_todays_frames(tiny_runs, tmp_path):
+    """Same seed: the latents stay on the devices, and export_video's frames (npy) and mp4 equal
+    today's path (decode -> float frames -> uint8 -> write_mp4) exactly."""
+    import jax
+
+    from vinf_jax.video_io import read_mp4, write_mp4
+
+    pipe, today = tiny_runs[8]["pipe"], tiny_runs[8]["frames"]
+    lat = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY)
+    assert isinstance(lat, jax.Array) and len(lat.sharding.device_set) == 8
+    res = pipe.export_video(lat, tmp_path / "new.mp4", fps=8, save_frames="npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "new.npy"), today)
+    write_mp4(tmp_path / "today.mp4", today, 8)
+    np.testing.assert_array_equal(read_mp4(res.path), read_mp4(tmp_path / "today.mp4"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -256,14 +270,86 @@ def test_nan_in_the_loop_is_reported_with_its_step(tiny_runs):
     import copy
 
     from vinf_jax.errors import NonFiniteError
-    from vinf_jax.loading import UNetModel
+    from vinf_jax.loading import Model
 
     first = tiny_runs[1]["pipe"]
     params = copy.deepcopy(first.unet.params)
     params["conv_out"]["bias"] = np.array(params["conv_out"]["bias"], copy=True)
     params["conv_out"]["bias"][0] = np.nan
-    poisoned = UNetModel(first.unet.config, params)
+    poisoned = Model("unet", first.unet.config, params)
     pipe = VideoInfinityPipeline(poisoned, first.text_encoder, first.vae, first.tokenizer, first.scheduler_config,
                                  devices=2)
     with pytest.raises(NonFiniteError, match=r"at denoising step 0 of"):
         pipe(PROMPTS, vi_config=TINY_VI, **TINY)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. lifetime, dtype vocabulary, prompts
+
+def test_a_deleted_pipeline_is_freed(tiny_runs):
+    """Jitted functions hold models, never the pipeline: after del and gc it is gone (with its device
+    arrays), also after it compiled and ran every piece (encode, loop with progress, decode)."""
+    import gc
+    import weakref
+
+    first = tiny_runs[2]["pipe"]
+    pipe = VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer, first.scheduler_config,
+                                 devices=2)
+    steps = []
+    frames = pipe(PROMPTS, vi_config=TINY_VI, progress=steps.append, **TINY)
+    assert steps == list(range(TINY["steps"])) and frames.shape[0] == TINY["num_clips"] * TINY["num_frames"]
+    pipe.predict_noise(np.zeros((1, 4, 8, 8, 8), np.float32), 500, pipe.encode_prompt(PROMPTS[:1]),
+                       vi_config=TINY_VI.with_num_clips(2))
+    ref = weakref.ref(pipe)
+    del pipe
+    gc.collect()
+    assert ref() is None
+
+
+def test_dtype_accepts_the_config_names_and_dtype_objects():
+    import jax.numpy as jnp
+
+    from vinf_jax.errors import ConfigError
+    from vinf_jax.loading import UNetFunction
+
+    first = VideoInfinityPipeline.tiny_random(devices=1, dtype=jnp.bfloat16)
+    assert first.dtype == jnp.bfloat16
+    for spelling in ("torch.bfloat16", "bf16", np.dtype("float32"), "auto", "fp16"):
+        pipe = VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer,
+                                     first.scheduler_config, devices=1, dtype=spelling)
+        assert pipe.dtype == (jnp.bfloat16 if "bf" in str(spelling) else jnp.float32), spelling  # CPU: auto/fp16 -> f32
+        assert UNetFunction(first.unet, spelling).dtype == pipe.dtype
+    for bad in ("float64", "int8", np.int32, 3):
+        with pytest.raises(ConfigError, match="^dtype: expected one of"):
+            VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer, first.scheduler_config,
+                                  devices=1, dtype=bad)
+        with pytest.raises(ConfigError, match="^dtype: expected one of"):
+            UNetFunction(first.unet, bad)
+
+
+def test_long_prompt_warns_once_naming_what_was_cut(parity_models):
+    """The real CLIP tokenizer: a prompt past 77 tokens is cut as diffusers cuts it, with a warning."""
+    from vinf_jax.models.clip_text import PromptWarning
+
+    ours = parity_models[2]
+    long = "a cat " * 40 + "that the encoder never sees"
+    with pytest.warns(PromptWarning, match="more than the text encoder.s 77") as caught:
+        ours.encode_prompt([long, "short"])
+    assert len(caught) == 1
+    assert "never sees" in str(caught[0].message) and "more than the text encoder's" in str(caught[0].message)
+
+
+def test_a_real_size_checkpoint_on_the_cpu_warns_with_the_gpu_install_command(tiny_runs):
+    """from_pretrained calls this for every checkpoint folder; the tiny models stay under the 100 M
+    parameter threshold, so lower it here."""
+    import warnings
+
+    from vinf_jax.errors import VinfWarning
+
+    pipe = tiny_runs[1]["pipe"]
+    with pytest.warns(VinfWarning, match=r"on the CPU: JAX sees no GPU.*pip install -e '\.\[cuda12\]'") as caught:
+        pipe._warn_if_large_on_cpu(threshold=1)
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe._warn_if_large_on_cpu()  # 100 M: the tiny model is far below, no warning

@@ -10,7 +10,7 @@ TOL = 1e-4  # max |diff| <= TOL * max |ref|, float32 on the CPU
 
 @pytest.fixture(scope="module", params=["four_blocks", "two_blocks"])
 def converted(request, tmp_path_factory):
-    from convert.videocrafter2 import convert
+    from vinf_jax.convert.videocrafter2 import convert
     from vinf_jax.loading import load_unet
 
     tmp = tmp_path_factory.mktemp(request.param)
@@ -60,12 +60,12 @@ def test_full_size_parameter_count():
 
     import jax
 
-    from vinf_jax.loading import unet_from_config
+    from vinf_jax.loading import abstract_params
     from vinf_jax.models.unet3d import UNetConfig
 
-    ref = json.loads((Path(__file__).parents[2] / "shared/reference/videocrafter2-architecture.json").read_text())
+    ref = json.loads((Path(__file__).parent / "data" / "videocrafter2_full.json").read_text())
     cfg = UNetConfig.from_dict({k: v for k, v in ref["unet"].items() if not k.startswith("_")})
-    _, abstract = unet_from_config(cfg)
+    abstract = abstract_params("unet", cfg)
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract))
     assert abs(n - 1.41e9) <= 0.01 * 1.41e9, n
     assert n == 1_413_284_420  # the count the reference notes made on the diffusers module

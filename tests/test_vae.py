@@ -7,12 +7,14 @@ from flax import nnx
 
 from torch_refs import state_dict_numpy, tiny_vae
 from vinf_jax.errors import ConfigError, ConversionError
-from vinf_jax.models.vae import VAEConfig, VAEDecoder, convert_vae
+from vinf_jax.convert.keymaps import convert_vae
+from vinf_jax.loading import Model
+from vinf_jax.models.vae import VAEConfig
 
 
 def flax_from_torch(ref, cfg_dict):
     cfg, params = convert_vae(cfg_dict, state_dict_numpy(ref))
-    return VAEDecoder.from_params(cfg, params)
+    return Model("vae", cfg, params).module()
 
 
 def reference_decode(ref, latents_nhwc):

@@ -163,17 +163,6 @@ def patch_oracle(monkeypatch):
 
 def random_params(abstract, seed=0):
     """Every leaf random: kernels ~ N(0, 1/fan_in), scales ~ 1 + N(0, .1), biases ~ N(0, .05)."""
-    from convert.mapping import flatten_pure, unflatten_pure
+    from vinf_jax.random_init import random_params as draw
 
-    rng = np.random.default_rng(seed)
-    out = {}
-    for path, s in flatten_pure(abstract).items():
-        leaf = path.rpartition(".")[2]
-        if leaf == "kernel":
-            fan_in = int(np.prod(s.shape[:-1]))
-            out[path] = rng.standard_normal(s.shape).astype(np.float32) / np.sqrt(fan_in)
-        elif leaf == "scale":
-            out[path] = (1 + 0.1 * rng.standard_normal(s.shape)).astype(np.float32)
-        else:
-            out[path] = (0.05 * rng.standard_normal(s.shape)).astype(np.float32)
-    return unflatten_pure(out)
+    return draw(abstract, seed, scale_std=0.1, bias_std=0.05)

@@ -1,12 +1,14 @@
-"""A vinf_jax checkpoint: one self-describing folder holding every component; ``load`` reads it.
+"""A vinf_jax checkpoint: one self-describing folder holding every component. Storage only: this module
+reads and writes config dicts and parameter trees and never builds a model (``vinf_jax.loading`` does).
 
-Layout (written by ``python -m convert.videocrafter2``)::
+Layout (written by the converter, ``vinf_jax.convert``)::
 
     vinf_jax_checkpoint.json     format version, components, source and library versions
     unet/config.json  unet/params/  unet/params.sha256.json
     text_encoder/config.json  text_encoder/params/  text_encoder/params.sha256.json
     vae/config.json  vae/params/  vae/params.sha256.json
-    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline
+    tokenizer/                   the CLIPTokenizer files, copied verbatim from the pipeline (LVDM checkpoints:
+                                 OpenCLIP's BPE merges and a tokenizer_config.json naming OpenCLIPTokenizer)
     scheduler/scheduler_config.json   copied verbatim from the pipeline
 
 A UNet-only checkpoint (``--unet`` without ``--base``) has just ``unet/`` and lists only it.
@@ -30,11 +32,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from vinf_jax.errors import CheckpointError, VinfError
+from vinf_jax import jsonfile
+from vinf_jax.errors import CheckpointError
 
 MARKER = "vinf_jax_checkpoint.json"
 FORMAT = 2  # 2: non-OCDBT orbax params with params.sha256.json; text encoder, VAE, tokenizer, scheduler
@@ -173,7 +175,8 @@ def read_json(path: Path, what: str, error: type[Exception] = CheckpointError) -
 
 
 def write_json(path: Path, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Checkpoint JSON files: sorted keys, so converting twice gives identical files."""
+    jsonfile.write_json(path, data, sort_keys=True)
 
 
 def config_to_dict(cfg) -> dict:
@@ -202,101 +205,51 @@ def atomic_folder(out: str | os.PathLike):
     return cm()
 
 
-# ----------------------------------------------------------------------------------------- load
+# ----------------------------------------------------------------------------------------- read
 
 
 @dataclasses.dataclass(frozen=True)
-class Component:
-    """Config and float32 params of the text encoder or VAE decoder; ``module()`` builds the NNX module."""
-
-    config: Any  # CLIPTextConfig or VAEConfig
-    params: dict  # nested pure dict of numpy arrays, list indices as int keys
-    module_cls: type  # CLIPTextModel or VAEDecoder
-
-    def module(self):
-        return self.module_cls.from_params(self.config, self.params)
-
-
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-    """Everything a converted folder holds. Components absent from a UNet-only checkpoint are None."""
+class StoredCheckpoint:
+    """A checked checkpoint folder: component configs as dicts, parameters read on request.
+    ``vinf_jax.loading.load_checkpoint`` builds the models from it."""
 
     path: Path
     components: tuple[str, ...]  # as listed in the marker
-    unet: Any  # vinf_jax.loading.UNetModel
-    text_encoder: Component | None
-    vae: Component | None
-    tokenizer: Any | None  # transformers.CLIPTokenizer
+    configs: dict  # {"unet": {...}, "text_encoder": {...}, "vae": {...}} for the components present
     scheduler_config: dict | None  # diffusers scheduler_config.json, verbatim
     info: dict  # the marker: format, components, source, versions
 
+    def load_params(self, name: str, abstract: dict) -> dict:
+        """The parameters of component ``name`` restored against ``abstract`` (checksums were verified)."""
+        return load_params(self.path / name, abstract, name, verify=False)
 
-def _read_model_config(root: Path, name: str, verify: bool):
-    """The component's config object, after checking its folder and (``verify``) its parameter files."""
+
+def _read_component(root: Path, name: str, verify: bool) -> dict:
+    """The component's config dict, after checking its folder and (``verify``) its parameter files."""
     folder = root / name
     if not folder.is_dir():
         raise CheckpointError(f"{name}: component folder {folder} is missing (listed in {root / MARKER})")
-    if name == "unet":
-        from vinf_jax.models.unet3d import UNetConfig as cfg_cls
-    elif name == "text_encoder":
-        from vinf_jax.models.clip_text import CLIPTextConfig as cfg_cls
-    else:
-        from vinf_jax.models.vae import VAEConfig as cfg_cls
-    cfg_path = folder / "config.json"
-    raw = read_json(cfg_path, name)
-    try:
-        cfg = cfg_cls.from_dict(raw)
-    except (VinfError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{name}: {cfg_path} is not a valid config: {e}") from None
+    raw = read_json(folder / "config.json", name)
     if not (folder / "params").is_dir():
         raise CheckpointError(f"{name}: parameter folder {folder / 'params'} is missing")
     if verify:
         verify_params(folder, name)
-    return cfg
+    return raw
 
 
-def _build_model(root: Path, name: str, cfg):
-    """UNetModel, or a Component for the text encoder / VAE, with its params restored (verified before)."""
-    from flax import nnx
-
-    if name == "unet":
-        from vinf_jax.loading import UNetModel
-
-        model = UNetModel(cfg, None)  # traces the UNet; its abstract state doubles as the restore target
-        model.params = load_params(root / name, model.abstract, name, verify=False)
-        return model
-    if name == "text_encoder":
-        from vinf_jax.models.clip_text import CLIPTextModel as cls
-    else:
-        from vinf_jax.models.vae import VAEDecoder as cls
-    abstract = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))), nnx.Param))
-    return Component(cfg, load_params(root / name, abstract, name, verify=False), cls)
-
-
-def _load_tokenizer(folder: Path):
-    if not folder.is_dir():
-        raise CheckpointError(f"tokenizer: folder {folder} is missing")
-    from transformers import CLIPTokenizer
-
-    try:
-        return CLIPTokenizer.from_pretrained(str(folder))
-    except Exception as e:  # transformers raises OSError, ValueError, TypeError... for bad files
-        raise CheckpointError(f"tokenizer: cannot load {folder}: {type(e).__name__}: {e}") from None
-
-
-def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
-    """Read the checkpoint folder ``path`` written by ``python -m convert.videocrafter2``.
+def open_checkpoint(path: str | os.PathLike, *, verify: bool = True) -> StoredCheckpoint:
+    """Check the folder ``path`` written by the converter and read its marker, configs and scheduler.
 
     Raises :class:`CheckpointError` naming the file or folder when the marker, a component, a config
-    or a parameter file is missing or damaged, or the parameters do not fit their config.
-    ``verify=False`` skips the SHA-256 check of the parameter files (a few seconds at full size).
+    or a parameter file is missing or damaged. ``verify=False`` skips the SHA-256 check of the
+    parameter files (a few seconds at full size).
     """
     root = Path(path).absolute()
     if not root.is_dir():
         raise CheckpointError(f"checkpoint folder {root} does not exist")
     if not (root / MARKER).is_file():
         raise CheckpointError(f"{root} has no {MARKER}, so it is not a (complete) vinf_jax checkpoint; "
-                              "convert one with `python -m convert.videocrafter2`")
+                              "convert one with `python -m convert.videocrafter2` (or `vinf-convert`)")
     info = read_json(root / MARKER, "checkpoint marker")
     if info.get("format") != FORMAT:
         raise CheckpointError(f"{root / MARKER}: format {info.get('format')!r}, but this vinf_jax reads "
@@ -305,13 +258,11 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
     if (not isinstance(components, list) or "unet" not in components
             or any(c not in COMPONENTS for c in components)):
         raise CheckpointError(f"{root / MARKER}: components {components!r} must list 'unet' and only {COMPONENTS}")
-    # every cheap check (folders, configs, checksums, tokenizer) before the models are traced
-    configs = {name: _read_model_config(root, name, verify) for name in ("unet", "text_encoder", "vae")
+    configs = {name: _read_component(root, name, verify) for name in ("unet", "text_encoder", "vae")
                if name in components}
     scheduler = (read_json(root / "scheduler" / "scheduler_config.json", "scheduler")
                  if "scheduler" in components else None)
-    tokenizer = _load_tokenizer(root / "tokenizer") if "tokenizer" in components else None
-    models = {name: _build_model(root, name, configs[name]) if name in configs else None
-              for name in ("text_encoder", "vae", "unet")}  # the UNet, slowest to trace, last
-    return Checkpoint(path=root, components=tuple(components), tokenizer=tokenizer,
-                      scheduler_config=scheduler, info=info, **models)
+    if "tokenizer" in components and not (root / "tokenizer").is_dir():
+        raise CheckpointError(f"tokenizer: folder {root / 'tokenizer'} is missing")
+    return StoredCheckpoint(path=root, components=tuple(components), configs=configs,
+                            scheduler_config=scheduler, info=info)

@@ -22,13 +22,18 @@ def sheet_indices(frames: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, frames - 1, count)})
 
 
-def contact_sheet(frames: np.ndarray, clip_frames: int, count: int = 16, per_row: int = 8, height: int = 96):
+def contact_sheet(frames: np.ndarray, clip_frames: int, count: int = 16, per_row: int = 8, height: int = 96,
+                  indices: list[int] | None = None):
     """frames (T, H, W, 3) in [0, 1] -> PIL image; thumbnails ``height`` pixels high (never upscaled
-    by more than 2x), ``per_row`` to a row."""
+    by more than 2x), ``per_row`` to a row. With ``indices``, ``frames`` are already the chosen
+    frames and ``indices`` their frame numbers in the video."""
     from PIL import Image, ImageDraw
 
     t, h, w, _ = frames.shape
-    idx = sheet_indices(t, count)
+    if indices is None:
+        idx = sheet_indices(t, count)
+    else:
+        idx, frames = list(indices), {k: f for k, f in zip(indices, frames)}
     th = min(height, 2 * h)
     tw = max(1, round(w * th / h))
     cols = min(per_row, len(idx))

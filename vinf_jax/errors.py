@@ -19,3 +19,11 @@ class CheckpointError(VinfError, ValueError):
 
 class NonFiniteError(VinfError, FloatingPointError):
     """NaN or inf appeared during denoising; the message names the step."""
+
+
+class OutOfMemoryError(VinfError, MemoryError):
+    """The devices ran out of memory; the message says what was asked for and what would fit."""
+
+
+class VinfWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI prints it as one line."""

@@ -11,9 +11,11 @@ import argparse
 import os
 import sys
 import time
+import warnings
+from pathlib import Path
 
-from vinf_jax.config import GenerateConfig, check_devices, load_config, to_dict
-from vinf_jax.errors import VinfError
+from vinf_jax.config import GenerateConfig, load_config, to_dict
+from vinf_jax.errors import VinfError, VinfWarning
 
 
 def _parse(argv):
@@ -31,30 +33,35 @@ def requested_devices(cfg: GenerateConfig) -> int | None:
 
 
 def start_jax(cfg: GenerateConfig):
-    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any."""
+    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any
+    (given by the config, JAX_* variables, or the srun / mpirun environment: ``launchers``)."""
+    from vinf_jax.launchers import detect_job
+
+    job = detect_job(cfg.distributed)
     want = requested_devices(cfg) or cfg.video_infinity.num_clips
-    dist = cfg.distributed
-    nproc = dist.num_processes or 1
     if want and "jax" not in sys.modules:
         # On a machine without accelerators a config asking for D devices runs on D virtual CPU
         # devices (per process: D / processes). Accelerator backends ignore this.
-        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // nproc)))
+        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // job.num_processes)))
     import jax
 
-    if dist.coordinator_address:
+    if job.multi_process:
         from vinf_jax.parallel.mesh import initialize_distributed
 
-        initialize_distributed(dist.coordinator_address, nproc, dist.process_id or 0)
+        initialize_distributed(job.coordinator_address, job.num_processes, job.process_id, launcher=job.launcher)
     return jax
 
 
 def select_devices(jax, cfg: GenerateConfig):
+    """(devices of the clip axis, why that many)."""
+    from vinf_jax.parallel.devices import plan_devices
+
     devices = jax.devices()
-    d = check_devices(cfg, len(devices))
+    plan = plan_devices(cfg.devices, cfg.video_infinity.num_clips, len(devices))
     if isinstance(cfg.devices, tuple) and jax.process_count() == 1 and devices[0].platform != "cpu":
         by_id = {dev.id: dev for dev in devices}
-        return [by_id[i] for i in cfg.devices]
-    return devices[:d]
+        return [by_id[i] for i in cfg.devices], plan.reason
+    return devices[: plan.count], plan.reason
 
 
 def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
@@ -63,18 +70,27 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     jax = start_jax(cfg)
     import numpy as np
 
+    from vinf_jax.compile_cache import CompileStats
     from vinf_jax.pipeline import VideoInfinityPipeline
 
-    devices = select_devices(jax, cfg)
+    devices, devices_why = select_devices(jax, cfg)
     pipe_cfg = cfg.pipe
     writer = jax.process_index() == 0
     n = cfg.video_infinity.num_clips or len(devices)
     total = n * pipe_cfg.num_frames
-    stem = video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)
+    video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)  # refuses a taken file_name now
+    # the index is claimed when the files are published (another run may take one meanwhile)
+    name = (video_io.OutputName.explicit(Path(cfg.base_path) / pipe_cfg.file_name) if pipe_cfg.file_name
+            else video_io.OutputName.indexed(cfg.base_path, total, pipe_cfg.steps, pipe_cfg.fps))
 
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if writer and not quiet else (lambda msg: None)
+    say(f"devices: {devices_why}")
+    stats = CompileStats()
     t0 = time.perf_counter()
+    say(f"loading {cfg.model} ...")
     pipe = VideoInfinityPipeline.from_pretrained(cfg.model, devices=devices, dtype=cfg.dtype)
     t_load = time.perf_counter() - t0
+    say("compiling the denoising loop (or loading it from the compilation cache) ...")
     bar = None
     if writer and not quiet:
         from tqdm import tqdm
@@ -84,7 +100,6 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
 
     def progress(step):
         marks.setdefault("first", time.perf_counter())
-        marks["last"] = time.perf_counter()
         if bar is not None:
             bar.update(1)
 
@@ -95,49 +110,73 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                    scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
                    output_type="latent", progress=progress)
     t2 = time.perf_counter()
+    compiled = stats.snapshot()  # everything compiled (or read from the cache) up to the loop's end
+    frames = int(latents.shape[2])
     if bar is not None:
         bar.close()
         from tqdm import tqdm
 
-        bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", file=sys.stderr)
-    frames = pipe.decode(latents)
-    t3 = time.perf_counter()
-    if bar is not None:
-        bar.update(frames.shape[0])
-        bar.close()
-    # compile ~ time to the first step's report minus one step's time
-    per_step = (marks["last"] - marks["first"]) / max(pipe_cfg.steps - 1, 1) if "first" in marks else 0.0
-    compile_s = max(marks.get("first", t2) - t1 - per_step, 0.0)
-    denoise_s = (t2 - t1) - compile_s
-    summary = {"load_s": round(t_load, 3), "compile_s": round(compile_s, 3), "denoise_s": round(denoise_s, 3),
-               "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
-               "frames_per_s": round(frames.shape[0] / max(denoise_s + (t3 - t2), 1e-9), 3)}
-    from vinf_jax.seams import jsonable, seam_scores, summary_line
+        bar = tqdm(total=frames, desc="decode+write", unit="frame", file=sys.stderr)
+    first_step_s = marks.get("first", t2) - t1  # compile (or cache load) + the first step
+    denoise_s = t2 - t1
+    summary = {"load_s": round(t_load, 3), "first_step_s": round(first_step_s, 3),
+               "compile_s": compiled["compile_s"],  # compiling, or reading programs from the cache
+               "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
+                                 "misses": compiled["cache_misses"]},
+               "denoise_s": round(denoise_s, 3), "frames": frames}
+    cache = compiled["cache_hits"]
+    cache_note = (f"compile cache: {cache} hit(s), {compiled['cache_misses']} miss(es)" if pipe.compile_cache_dir
+                  else "compile cache off")
 
-    seams = seam_scores(frames, pipe_cfg.num_frames)  # one decoded frame per latent frame
-    if writer:
+    from vinf_jax.contact_sheet import write_contact_sheet
+    from vinf_jax.seams import SeamAccumulator, jsonable, summary_line
+
+    def sidecar(res):  # written with the mp4, once every frame is out (decode and write overlap)
         from importlib.metadata import version
 
-        from vinf_jax.contact_sheet import write_contact_sheet
+        summary.update(decode_write_s=round(res.seconds, 3),
+                       frames_per_s=round(frames / max(denoise_s + res.seconds, 1e-9), 3))
+        return {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
+                                                     "devices_why": devices_why,
+                                                     "processes": jax.process_count(),
+                                                     "dtype": str(np.dtype(pipe.dtype)),
+                                                     "scheduler": pipe.scheduler_used,
+                                                     "fps_conditioning": pipe.unet.config.fps_cond},
+                "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary,
+                "seams": jsonable(seams.scores())}
 
-        sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
-                                                         "processes": jax.process_count(),
-                                                         "dtype": str(np.dtype(pipe.dtype))},
-                   "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary,
-                   "seams": jsonable(seams)}
-        if cfg.save_frames == "npy":
-            video_io.write_npy(stem.with_suffix(".npy"), frames)
-        video_io.write_json(stem.with_suffix(".json"), sidecar)
-        write_contact_sheet(stem.with_suffix(".png"), frames, pipe_cfg.num_frames)
-        video_io.write_mp4(stem.with_suffix(".mp4"), frames, pipe_cfg.export_fps)
-        print(f"wrote {stem.with_suffix('.mp4')}  ({frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; "
-              f"compile {compile_s:.1f} s, denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
-              f"{summary['frames_per_s']:.2f} frames/s)\n{summary_line(seams)}; contact sheet {stem.with_suffix('.png')}")
+    # every process takes part (each chunk is one collective program); only process 0 writes
+    seams = SeamAccumulator(frames, pipe_cfg.num_frames)  # one decoded frame per latent frame
+    res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
+                            progress=bar.update if bar is not None else None, observe=seams.update)
+    if bar is not None:
+        bar.close()
+    summary.setdefault("decode_write_s", round(res.seconds, 3))
+    if writer:
+        h, w = pipe_cfg.height, pipe_cfg.width
+        print(f"wrote {res.path}  ({frames} frames {w}x{h}; {len(devices)} device(s); first step {first_step_s:.1f} s "
+              f"(compile {compiled['compile_s']:.1f} s, {cache_note}), denoise {denoise_s:.1f} s, "
+              f"decode+write {res.seconds:.1f} s, {summary['frames_per_s']:.2f} frames/s)")
+        sheet, idx = seams.sheet_video()
+        write_contact_sheet(res.path.with_suffix(".png"), sheet, pipe_cfg.num_frames, indices=idx)
+        print(f"{summary_line(seams.scores())}; contact sheet {res.path.with_suffix('.png')}")
     return summary
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one readable line (no source line echoed); others as Python prints them."""
+    if issubclass(category, VinfWarning):
+        print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
+    warnings.showwarning = _show_warning
     try:
         cfg = load_config(args.config, args.set)
         run(cfg, quiet=args.quiet)
@@ -151,6 +190,8 @@ def main(argv=None) -> int:
         print("interrupted: no output written", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
+    finally:
+        warnings.showwarning = _python_showwarning
     return 0
 
 

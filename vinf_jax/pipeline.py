@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,24 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-from vinf_jax.config import VideoInfinityConfig
-from vinf_jax.errors import ConfigError, NonFiniteError
-from vinf_jax.loading import BoundModel, UNetModel
-from vinf_jax.models.clip_text import CLIPTextModel, tokenize
-from vinf_jax.models.vae import VAEDecoder
+from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
+from vinf_jax import compile_cache
+from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning
+from vinf_jax.loading import Model
+from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
-
-
-def resolve_dtype(name: str | None, platform: str):
-    """Compute dtype. float16 and bfloat16 both compute in bfloat16 on accelerators (same speed on
-    Hopper, float32's range); on the CPU half precision is slow and inexact, so it computes float32
-    unless bfloat16 is asked for by name."""
-    if name in (None, "float16"):
-        return jnp.float32 if platform == "cpu" else jnp.bfloat16
-    return {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[str(name)]
 
 
 def put_global(x, sharding):
@@ -60,6 +52,11 @@ def wait_interruptibly(x: jax.Array, poll_s: float = 0.05) -> None:
         time.sleep(poll_s)
 
 
+# layout changes of latents that stay on the devices (jitted once, at module level)
+_channels_first = jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))
+_channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)))
+
+
 def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
     """Clip c uses prompts[(c * len(prompts)) // N] (spec section 1)."""
     return [(c * num_prompts) // num_clips for c in range(num_clips)]
@@ -68,58 +65,72 @@ def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
 class VideoInfinityPipeline:
     """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
 
-    def __init__(self, unet: UNetModel, text_encoder: BoundModel, vae: BoundModel, tokenizer, scheduler_config: dict,
-                 *, devices=None, dtype=None):
+    def __init__(self, unet: Model, text_encoder: Model, vae: Model, tokenizer, scheduler_config: dict,
+                 *, devices=None, dtype=DEFAULT_DTYPE):
+        self.compile_cache_dir = compile_cache.enable()
         self.mesh: Mesh = clip_mesh(devices)
-        self.dtype = resolve_dtype(dtype, self.mesh.devices.flat[0].platform)
+        self.dtype = jnp.dtype(compute_dtype(dtype, self.platform))
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
         rep = replicated(self.mesh)
-        cast = lambda tree: jax.tree.map(lambda a: put_global(np.asarray(a, np.float32), rep).astype(self.dtype), tree)
+        cast = lambda tree: _cast_params(tree, lambda a: put_global(np.asarray(a, np.float32), rep), self.dtype)
         self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
         self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
+        # Jitted functions hold models, never the pipeline: JAX's caches keep
+        # what a compiled program references, and a deleted pipeline must free its device arrays.
+        self._encode = jax.jit(text_encoder.apply)
         self._loops: dict = {}
         self._predict: dict = {}
-        self._progress: Callable[[int], None] | None = None
+        self.scheduler_used: dict | None = None  # what the last call sampled with (for the sidecar)
+        self._warned_fps = False
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=None) -> "VideoInfinityPipeline":
+    def from_pretrained(cls, checkpoint_dir: str | Path, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
         """From a converted checkpoint folder, ``"tiny-random"`` (a small random model, no download) or
-        ``"tiny-demo"`` (the small model trained on the demo world, shipped in the package)."""
+        ``"tiny-demo"`` (the small model trained on the demo world, shipped in the package).
+        ``dtype``: the config's names or a numpy/jax dtype (``vinf_jax.config.dtypes``)."""
         if str(checkpoint_dir) == "tiny-random":
             return cls.tiny_random(devices=devices, dtype=dtype)
         if str(checkpoint_dir) == "tiny-demo":  # the shipped trained model, through the real converter
             from vinf_jax.demo.model import checkpoint_path
 
             checkpoint_dir = checkpoint_path()
-        from vinf_jax import checkpoint
+        from vinf_jax.loading import load_checkpoint
 
-        ck = checkpoint.load(checkpoint_dir)
+        ck = load_checkpoint(checkpoint_dir)
         missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
         if missing:
             raise ConfigError(f"model: checkpoint {checkpoint_dir} lacks {', '.join(missing)} (convert it with --base)")
-        te, va = ck.text_encoder, ck.vae
-        text = BoundModel(lambda r: CLIPTextModel(te.config, rngs=r), te.config, te.params)
-        vae = BoundModel(lambda r: VAEDecoder(va.config, rngs=r), va.config, va.params)
-        return cls(ck.unet, text, vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe = cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe._warn_if_large_on_cpu()
+        return pipe
 
     @classmethod
-    def tiny_random(cls, seed: int = 0, devices=None, dtype=None) -> "VideoInfinityPipeline":
+    def tiny_random(cls, seed: int = 0, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
+        """A small random model of the real architecture (``vinf_jax.tiny``), built in process."""
         from vinf_jax import tiny
-        from vinf_jax.loading import abstract_module
+        from vinf_jax.random_init import random_params
 
-        def bound(ctor, cfg, s):
-            abstract = abstract_module(ctor)
-            model = BoundModel(ctor, cfg, {}, abstract=abstract)
-            model.params = tiny.random_params(model.abstract, seed + s)
-            return model
+        models = []
+        for offset, (kind, cfg) in enumerate((("unet", tiny.UNET), ("text_encoder", tiny.TEXT), ("vae", tiny.VAE))):
+            model = Model(kind, cfg)
+            model.params = random_params(model.abstract, seed + offset)
+            models.append(model)
+        return cls(*models, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
 
-        unet = UNetModel(tiny.UNET, {})
-        unet.params = tiny.random_params(unet.abstract, seed)
-        text = bound(lambda r: CLIPTextModel(tiny.TEXT, rngs=r), tiny.TEXT, 1)
-        vae = bound(lambda r: VAEDecoder(tiny.VAE, rngs=r), tiny.VAE, 2)
-        return cls(unet, text, vae, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
+    def _warn_if_large_on_cpu(self, threshold: int = 100_000_000):
+        if self.platform != "cpu":
+            return
+        n = sum(int(np.size(a)) for a in jax.tree.leaves(self.unet.params))
+        if n >= threshold:
+            warnings.warn(f"running a {n / 1e9:.2f} B-parameter UNet on the CPU: JAX sees no GPU. For NVIDIA GPUs "
+                          "install the GPU build: pip install -e '.[cuda12]' (or pip install -U 'jax[cuda12]')",
+                          VinfWarning, stacklevel=3)
+
+    @property
+    def platform(self) -> str:
+        return self.mesh.devices.flat[0].platform
 
     # -- pieces ----------------------------------------------------------------------------------
     @property
@@ -129,10 +140,6 @@ class VideoInfinityPipeline:
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @partial(jax.jit, static_argnums=0)
-    def _encode(self, params, ids):
-        return self.text_encoder.module(params)(ids)
 
     def encode_prompt(self, prompts: str | Sequence[str]) -> np.ndarray:
         """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
@@ -161,23 +168,66 @@ class VideoInfinityPipeline:
         return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
 
     def decode(self, latents, chunk: int = 8) -> np.ndarray:
-        """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) in [0, 1]; each device decodes its own
-        frames, ``chunk`` at a time, and the frames are gathered once."""
-        latents = np.asarray(latents, np.float32)
-        x = np.transpose(latents[0], (1, 2, 3, 0))  # (T, h, w, C)
+        """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) float32 in [0, 1] on every process; each
+        device decodes its own frames, ``chunk`` at a time, and the frames are gathered once. The
+        whole video passes through host memory: for long videos use :meth:`export_video`."""
+        from vinf_jax.export import frames_first
+
+        x = frames_first(self, latents)  # (T, h, w, C)
         if x.shape[0] % self.num_devices:
             raise ConfigError(f"decode: {x.shape[0]} frames do not split over {self.num_devices} devices")
-        sharded = put_global(x, clip_sharding(self.mesh, 4, 0))
+        sharded = (jax.device_put(x, clip_sharding(self.mesh, 4, 0)) if isinstance(x, jax.Array)
+                   else put_global(x, clip_sharding(self.mesh, 4, 0)))
         return gather_to_host(self._decode_fn(chunk)(self._vae_params, sharded))
+
+    def export_video(self, latents, path, fps: float = 8, *, save_frames: str | None = None, sidecar=None,
+                     chunk: int = 8, progress: Callable[[int], None] | None = None, observe=None):
+        """Decode ``latents`` on the mesh and stream the mp4 to ``path`` atomically; returns an
+        ``export.ExportResult`` (its ``path`` is the mp4 written, on process 0).
+
+        ``latents``: the device array ``__call__(..., output_type="latent")`` returns, or numpy
+        (1, C, T, h, w). Each device decodes ``chunk`` frames at a time, converts them to uint8
+        and only process 0 receives them; the next chunk decodes while the host encodes this one,
+        so host memory stays a few chunks whatever T is. ``save_frames="npy"`` also writes the
+        float32 frames (T, H, W, 3); ``sidecar`` (a dict, or a function of the result) is written
+        as JSON beside the mp4; ``progress(n)`` is called as each chunk of n frames is written.
+        Every process of a multi-host job must call it (only process 0 writes). Files appear only
+        when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used.
+        """
+        from vinf_jax.export import export_video
+
+        return export_video(self, latents, path, fps, save_frames=save_frames, sidecar=sidecar, chunk=chunk,
+                            progress=progress, observe=observe)
+
+    def _chunk_program(self, plan, raw: bool):
+        """The compiled decode of one chunk of frames (``parallel.stream.chunk_program``): uint8
+        frames, plus their float32 values with ``raw``; the same arithmetic as :meth:`decode`."""
+        from vinf_jax.export import device_uint8
+        from vinf_jax.parallel.stream import chunk_program
+
+        key = ("chunk", plan, raw)
+        if key not in self._loops:
+            model, dtype = self.vae, self.dtype  # the closure must not hold the pipeline
+
+            def frames(params, z):
+                y = model.module(params).decode(z.astype(dtype)).astype(jnp.float32)
+                y = jnp.clip(y / 2 + 0.5, 0.0, 1.0)
+                return (device_uint8(y), y) if raw else (device_uint8(y),)
+
+            self._loops[key] = chunk_program(self.mesh, plan, frames)
+        return self._loops[key]
 
     def _decode_fn(self, chunk: int):
         key = ("decode", chunk)
         if key not in self._loops:
+            model = self.vae  # the closure must not hold the pipeline
+
             def local(params, z):
-                vae = self.vae.module(params)
+                vae = model.module(params)
                 n = z.shape[0]
                 c = math.gcd(n, chunk)
-                imgs = jax.lax.map(lambda zz: vae.decode(zz.astype(self.dtype)), z.reshape((n // c, c) + z.shape[1:]))
+                # float32 in: decode divides by the scaling factor in float32, then computes in the params' dtype
+                imgs = jax.lax.map(vae.decode, z.reshape((n // c, c) + z.shape[1:]).astype(jnp.float32))
                 imgs = imgs.reshape((n,) + imgs.shape[2:]).astype(jnp.float32)
                 return jnp.clip(imgs / 2 + 0.5, 0.0, 1.0)
 
@@ -193,12 +243,13 @@ class VideoInfinityPipeline:
 
     # -- the whole video -------------------------------------------------------------------------
     def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
-                 steps: int = 30, guidance_scale: float = 12.0, fps: float = 24, height: int = 320,
+                 steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
-                 scheduler: str | SchedulerSpec = "sde-dpmsolver++", vi_config: VideoInfinityConfig | None = None,
+                 scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
                  output_type: str = "np", progress: Callable[[int], None] | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
-        in [0, 1], or latents (1, C, T, h, w) with ``output_type="latent"``."""
+        in [0, 1] (numpy), or with ``output_type="latent"`` latents (1, C, T, h, w) as a device array
+        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ConfigError("prompts: at least one prompt is needed")
@@ -213,8 +264,14 @@ class VideoInfinityPipeline:
         if height % s or width % s:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
-        spec = scheduler if isinstance(scheduler, SchedulerSpec) else SchedulerSpec.parse(scheduler)
-        solver = make_solver(spec, self.scheduler_config, steps)
+        if isinstance(scheduler, SchedulerSpec):
+            spec, sched_cfg = scheduler, self.scheduler_config
+        else:  # "auto": the checkpoint's own sampler; what cannot be honoured is one warning
+            spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config)
+            warn_notes(notes)
+        solver = make_solver(spec, sched_cfg, steps)
+        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
+        fps = self._fps_argument(fps)
 
         unique = sorted(set(prompts), key=prompts.index)
         emb = self.encode_prompt(unique + [negative_prompt])
@@ -224,10 +281,9 @@ class VideoInfinityPipeline:
 
         key = ("loop", vi, n, num_frames, (h, w), spec, steps)
         if key not in self._loops:
-            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh,
-                               progress=self._report)
+            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh)
             self._loops[key] = loop.build()
-        run, init_noise = self._loops[key]
+        run, begin, init_noise = self._loops[key]
         seed_arr = jnp.uint32(seed)
         if latents is None:
             x = init_noise(seed_arr)
@@ -236,22 +292,70 @@ class VideoInfinityPipeline:
             if np.shape(latents) != want:
                 raise ConfigError(f"latents: expected shape {want} (1, C, num_clips*num_frames, height//{s}, "
                                   f"width//{s}), got {np.shape(latents)}")
-            x = put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
-        self._progress = progress
+            x = self._latents_on_mesh(latents)
+        # One call runs the whole loop; with a progress callable, the same compiled program runs one
+        # step per call and the host reports between calls (a callback inside would keep the
+        # program out of JAX's persistent cache).
+        n_steps = solver.num_steps  # VideoCrafter's DDIM runs one more than asked for, as it does there
+        bounds = [(i, i + 1) for i in range(n_steps)] if progress is not None else [(0, n_steps)]
         try:
-            x, bad = run(self._unet_params, x, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps), seed_arr)
-            wait_interruptibly(bad)
+            carry = begin(x)
+            for start, stop in bounds:
+                carry = run(self._unet_params, carry, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps),
+                            seed_arr, jnp.int32(start), jnp.int32(stop))
+                wait_interruptibly(carry[2])
+                if progress is not None:
+                    progress(stop - 1)
+            x, _, bad = carry
             bad = gather_to_host(bad)
-        finally:
-            self._progress = None
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            raise OutOfMemoryError(self._memory_advice(n, num_frames, height, width, h, w)) from None
         if (bad >= 0).any():
             raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
                                  f"of {steps} (check the weights and dtype)")
-        if output_type == "latent":
-            return np.transpose(gather_to_host(x), (0, 4, 1, 2, 3))
-        lat = gather_to_host(x)
-        return self.decode(np.transpose(lat, (0, 4, 1, 2, 3)))
+        if output_type == "latent":  # stays on the devices (sharded over frames) for export_video
+            return _channels_first(x)
+        return gather_to_host(self._decode_fn(8)(self._vae_params, x[0]))
 
-    def _report(self, step: int):
-        if self._progress is not None:
-            self._progress(step)
+    def _latents_on_mesh(self, latents) -> jax.Array:
+        """Given latents (1, C, T, h, w) -> (1, T, h, w, C) sharded over frames."""
+        sharding = clip_sharding(self.mesh, 5, 1)
+        if isinstance(latents, jax.Array) and set(latents.sharding.device_set) <= set(self.mesh.devices.flat):
+            return jax.device_put(_channels_last(latents), sharding)
+        return put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), sharding)
+
+    def _memory_advice(self, n: int, f: int, height: int, width: int, h: int, w: int) -> str:
+        d = self.num_devices
+        per = n // d
+        fit = [f"fewer clips per device (num_clips={max(per // 2, 1) * d} on {d} devices)" if per > 1 else None,
+               f"more devices (devices={2 * d} for {n} clips)" if n % (2 * d) == 0 else
+               "more devices (with num_clips a multiple of them)",
+               f"a smaller size (e.g. {height // 2 // 8 * 8}x{width // 2 // 8 * 8})" if min(height, width) >= 128 else None]
+        return (f"out of device memory: {per} clip(s) x {f} frames = {per * f} frames per device at {height}x{width} "
+                f"(latents {h}x{w}), {np.dtype(self.dtype).name}, on {d} {self.platform} device(s); what would "
+                "fit: " + ", ".join(x for x in fit if x))
+
+    def _fps_argument(self, fps):
+        """The fps fed to the UNet; a set fps on a UNet without fps conditioning (ModelScope, zeroscope)
+        is said once per pipeline and then ignored (the UNet has nothing to feed it to)."""
+        if not self.unet.config.fps_cond and fps is not None and not self._warned_fps:
+            self._warned_fps = True
+            warnings.warn(f"fps={fps}: this checkpoint's UNet has no fps conditioning (ModelScope / zeroscope "
+                          "layout); generating without it", VinfWarning, stacklevel=3)
+        return 24 if fps is None else fps
+
+
+def _cast_params(tree, put, dtype):
+    """Parameters to the compute dtype, except norms' scale and bias (any dict holding a ``scale``),
+    which stay float32: their statistics are float32 and bf16 would round the affine map."""
+    if isinstance(tree, dict):
+        keep = "scale" in tree and not any(isinstance(v, dict) for v in tree.values())
+        return {k: (put(v) if keep else _cast_params(v, put, dtype)) for k, v in tree.items()}
+    return put(tree).astype(dtype)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A runtime error of the XLA backend saying the device memory is exhausted."""
+    return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)

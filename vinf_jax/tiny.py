@@ -24,7 +24,9 @@ TEXT = CLIPTextConfig.from_dict(dict(vocab_size=1024, hidden_size=32, intermedia
 VAE = VAEConfig.from_dict(dict(in_channels=3, out_channels=3, latent_channels=4,
                                block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4,
                                up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=0.18215))
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+# names Video-Infinity's released sampler, so scheduler "auto" (the default) keeps the demo's video
+SCHEDULER = dict(_class_name="DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver++",
+                 num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                  prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
@@ -38,28 +40,10 @@ class WordTokenizer:
         rows = []
         for p in prompts:
             ids = [3 + zlib.crc32(w.encode()) % (TEXT.vocab_size - 3) for w in p.lower().split()]
-            ids = [self.bos] + ids[: max_length - 2] + [self.eos]
-            rows.append(ids + [self.eos] * (max_length - len(ids)))
+            ids = [self.bos] + (ids[: max_length - 2] if truncation else ids) + [self.eos]
+            rows.append(ids + [self.eos] * (max_length - len(ids)) if padding == "max_length" else ids)
 
         class Out:
-            input_ids = np.asarray(rows, np.int32)
+            input_ids = np.asarray(rows, np.int32) if padding == "max_length" else rows
 
         return Out()
-
-
-def random_params(abstract: dict, seed: int) -> dict:
-    """Every leaf random (kernels ~ N(0, 1/fan_in), norm scales near one, small biases)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(tree, name=""):
-        if isinstance(tree, dict):
-            return {k: fill(v, str(k)) for k, v in sorted(tree.items(), key=lambda kv: str(kv[0]))}
-        shape = tree.shape
-        if name in ("kernel", "embedding"):
-            fan_in = int(np.prod(shape[:-1])) if name == "kernel" else 1
-            return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-        if name == "scale":
-            return (1 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
-        return (0.02 * rng.standard_normal(shape)).astype(np.float32)
-
-    return fill(abstract)

@@ -1,6 +1,6 @@
 """Write trained Flax parameters as a diffusers text-to-video pipeline folder (safetensors).
 
-The inverse of ``convert.mapping``: every Flax leaf goes to the PyTorch key and layout a diffusers /
+The inverse of ``vinf_jax.convert.mapping``: every Flax leaf goes to the PyTorch key and layout a diffusers /
 transformers checkpoint uses, so ``python -m convert.videocrafter2 --base FOLDER`` converts the
 result exactly as it converts downloaded weights::
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.mapping import flatten_pure, torch_key
+from vinf_jax.convert.mapping import flatten_pure, torch_key
 
 
 def to_torch_layout(leaf: str, value: np.ndarray) -> np.ndarray:
-    """Flax layout -> PyTorch layout (inverse of ``convert.mapping.to_flax_layout``)."""
+    """Flax layout -> PyTorch layout (inverse of ``vinf_jax.convert.mapping.to_flax_layout``)."""
     if leaf != "kernel":
         return value
     if value.ndim == 2:  # Linear (in, out) -> (out, in)

@@ -2,7 +2,7 @@
 
 The package carries the trained model as a diffusers text-to-video pipeline folder
 (``vinf_jax/demo/weights``, written by ``python -m vinf_jax.demo.train``). On first use it goes
-through ``convert.videocrafter2.convert`` -- the converter a user runs on real weights -- into the
+through ``vinf_jax.convert.videocrafter2.convert`` -- the converter a user runs on real weights -- into the
 user's cache (``$VINF_CACHE``, else ``$XDG_CACHE_HOME/vinf_jax``, else ``~/.cache/vinf_jax``), in a
 folder named after the weights' SHA-256, so new weights never meet a stale conversion. Later runs
 load the converted folder directly.
@@ -46,7 +46,7 @@ def checkpoint_path(cache: Path | None = None) -> Path:
         return out
     import logging
 
-    from convert.videocrafter2 import convert
+    from vinf_jax.convert.videocrafter2 import convert
 
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs routine notes as warnings
     try:

@@ -239,7 +239,7 @@ def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) 
 
     from vinf_jax.demo.export import torch_state_dict, write_component
     from vinf_jax.demo.tokenizer import write_tokenizer
-    from vinf_jax.models.unet3d import unet_rename
+    from vinf_jax.convert.keymaps import unet_rename
 
     pure = lambda m: nnx.to_pure_dict(nnx.state(m, nnx.Param))
     write_component(out / "unet", {"_class_name": "UNet3DConditionModel", **unet_cfg.to_dict(), "sample_size": 8,

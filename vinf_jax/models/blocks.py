@@ -114,21 +114,25 @@ class Transformer2D(nnx.Module):
 
 
 class ResnetBlock2D(nnx.Module):
-    """diffusers ``ResnetBlock2D`` (default time-embedding norm, SiLU, optional 1x1 shortcut)."""
+    """diffusers ``ResnetBlock2D`` (default time-embedding norm, SiLU, optional 1x1 shortcut).
 
-    def __init__(self, cin: int, cout: int, temb: int, groups: int, eps: float, *, rngs: nnx.Rngs,
+    ``temb=None`` leaves out the time embedding, as the VAE's blocks do.
+    """
+
+    def __init__(self, cin: int, cout: int, temb: int | None, groups: int, eps: float, *, rngs: nnx.Rngs,
                  output_scale_factor: float = 1.0):
         self.output_scale_factor = output_scale_factor
         self.norm1 = GroupNorm(groups, cin, eps)
         self.conv1 = conv2d(cin, cout, 3, rngs)
-        self.time_emb_proj = linear(temb, cout, rngs)
+        self.time_emb_proj = linear(temb, cout, rngs) if temb else None
         self.norm2 = GroupNorm(groups, cout, eps)
         self.conv2 = conv2d(cout, cout, 3, rngs)
         self.conv_shortcut = conv2d(cin, cout, 1, rngs) if cin != cout else None
 
-    def __call__(self, x, temb):
+    def __call__(self, x, temb=None):
         h = self.conv1(jax.nn.silu(self.norm1(x)))
-        h = h + self.time_emb_proj(jax.nn.silu(temb))[:, None, None, :]
+        if self.time_emb_proj is not None:
+            h = h + self.time_emb_proj(jax.nn.silu(temb))[:, None, None, :]
         h = self.conv2(jax.nn.silu(self.norm2(h)))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)

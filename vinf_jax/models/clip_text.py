@@ -1,15 +1,16 @@
-"""CLIP text encoder (transformers ``CLIPTextModel``) in Flax NNX, plus its weight conversion.
+"""CLIP text encoder (transformers ``CLIPTextModel``) in Flax NNX.
 
 VideoCrafter2's diffusers pipeline conditions the UNet on ``last_hidden_state`` of this encoder,
 computed from 77 padded token ids *without* a padding mask (``TextToVideoSDPipeline`` calls
 ``text_encoder(input_ids)``), so only the causal mask is applied here. Module attribute names
 mirror the checkpoint keys (``text_model.encoder.layers.N.self_attn.q_proj``...) so that
-``convert.mapping.params_from_torch`` can name every parameter's tensor.
+the converter (``vinf_jax.convert``) can name every parameter's tensor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -17,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convert.mapping import params_from_torch
-from vinf_jax.errors import ConfigError
+from vinf_jax.errors import ConfigError, VinfWarning
 from vinf_jax.models.layers import LayerNorm, dot_product_attention, linear
 
 _ACTIVATIONS = {
@@ -142,14 +142,6 @@ class CLIPTextModel(nnx.Module):
         self.config = cfg
         self.text_model = CLIPTextTransformer(cfg, rngs=rngs)
 
-    @classmethod
-    def from_params(cls, cfg: CLIPTextConfig, params: Mapping) -> "CLIPTextModel":
-        """The module holding ``params`` (from :func:`convert_text_encoder`), built without a random init."""
-        # eval_shape skips the random init, which eagerly compiles one op per parameter shape
-        graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
-        return nnx.merge(graphdef, state)
-
     def __call__(self, input_ids: jax.Array) -> jax.Array:
         if input_ids.shape[-1] > self.config.max_position_embeddings:
             raise ValueError(f"{input_ids.shape[-1]} tokens exceed max_position_embeddings="
@@ -157,28 +149,29 @@ class CLIPTextModel(nnx.Module):
         return self.text_model(jnp.asarray(input_ids, jnp.int32))
 
 
-def convert_text_encoder(config_dict: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
-                         ) -> tuple[CLIPTextConfig, dict]:
-    """transformers CLIPTextModel config + state dict (numpy) -> (config, nested pure param dict).
-
-    Checkpoint files name tensors ``text_model.*``; transformers >= 5 drops that prefix from an
-    in-memory ``state_dict()``, so unprefixed keys are accepted too.
-    """
-    cfg = CLIPTextConfig.from_dict(config_dict)
-    if not any(k.startswith("text_model.") for k in tensors):
-        tensors = {f"text_model.{k}": v for k, v in tensors.items()}
-    abstract = nnx.eval_shape(lambda: CLIPTextModel(cfg, rngs=nnx.Rngs(0)))
-    params = params_from_torch(
-        nnx.to_pure_dict(nnx.state(abstract, nnx.Param)), tensors, what="text encoder",
-        ignore=lambda k: k.endswith("embeddings.position_ids"),
-    )
-    return cfg, params
-
-
 def tokenize(tokenizer, prompts: str | Sequence[str]) -> np.ndarray:
-    """Token ids exactly as diffusers' ``TextToVideoSDPipeline`` makes them: (B, model_max_length) int32."""
+    """Token ids exactly as diffusers' ``TextToVideoSDPipeline`` makes them: (B, model_max_length) int32.
+    A prompt longer than the encoder's context is cut, as there; a PromptWarning says what was cut."""
     if isinstance(prompts, str):
         prompts = [prompts]
+    for prompt in dict.fromkeys(prompts):
+        _warn_if_cut(tokenizer, prompt)
     ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="np").input_ids
     return np.asarray(ids, np.int32)
+
+
+class PromptWarning(VinfWarning):
+    """A prompt does not fit the text encoder's context and was cut."""
+
+
+def _warn_if_cut(tokenizer, prompt: str) -> None:
+    limit = tokenizer.model_max_length
+    ids = list(tokenizer([prompt], padding=False, truncation=False).input_ids[0])
+    if len(ids) <= limit:
+        return
+    cut = ids[limit - 1:-1]  # the text tokens past the limit (the end token stays)
+    text = tokenizer.decode(cut).strip() if hasattr(tokenizer, "decode") else f"the last {len(cut)} token(s)"
+    short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    warnings.warn(f"prompt {short!r} has {len(ids)} tokens, more than the text encoder's {limit}; "
+                  f"cut: {text!r}", PromptWarning, stacklevel=3)

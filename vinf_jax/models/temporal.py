@@ -20,6 +20,7 @@ from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from flax import nnx
 
 from vinf_jax.models.blocks import BasicTransformerBlock
@@ -116,9 +117,10 @@ class TransformerTemporal(nnx.Module):
         bt, h, w, c = x.shape
         t = ops.frames
         b = bt // t
-        clipped = x.reshape(b, ops.clips, t // ops.clips, h, w, c)
-        y = ops.group_norm(self.norm, clipped, None).reshape(b, t, h, w, c)
-        y = self.proj_in(y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c))
+        clipped = rearrange(x, "(b n f) h w c -> b n f h w c", b=b, n=ops.clips)
+        y = ops.group_norm(self.norm, clipped, None)
+        # frames become the sequence axis of attention, every pixel of every video a batch row
+        y = self.proj_in(rearrange(y, "b n f h w c -> (b h w) (n f) c"))
 
         def attend(attn, z):
             split = lambda a: a.reshape(a.shape[0], t, self.heads, -1)
@@ -127,5 +129,5 @@ class TransformerTemporal(nnx.Module):
 
         for block in self.transformer_blocks:
             y = block(y, attend=attend)
-        y = self.proj_out(y).reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4)
-        return x + y.reshape(bt, h, w, c)
+        y = rearrange(self.proj_out(y), "(b h w) t c -> (b t) h w c", b=b, h=h, w=w)
+        return x + y

@@ -1,24 +1,22 @@
-"""Decoder half of diffusers' ``AutoencoderKL`` in Flax NNX (channels-last), plus its weight conversion.
+"""Decoder half of diffusers' ``AutoencoderKL`` in Flax NNX (channels-last).
 
 Video-Infinity only turns denoised latents into frames, so the encoder is not ported. Frames are
 independent: a video is decoded as a batch of images. Module attribute names mirror diffusers'
-(``decoder.up_blocks.N.resnets.M.conv1``...) so ``convert.mapping.params_from_torch`` finds every
-tensor without renames.
+(``decoder.up_blocks.N.resnets.M.conv1``...) so the converter (``vinf_jax.convert``) finds every
+tensor without renames. The resnet and upsampler blocks are the UNet's (``models/blocks.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from convert.mapping import params_from_torch
 from vinf_jax.errors import ConfigError
+from vinf_jax.models.blocks import ResnetBlock2D, Upsample2D
 from vinf_jax.models.layers import GroupNorm, conv2d, dot_product_attention, linear
 
 # diffusers hard-codes this for every norm of the VAE, whatever the config says
@@ -67,24 +65,6 @@ class VAEConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-class ResnetBlock2D(nnx.Module):
-    """diffusers ``ResnetBlock2D`` without a time embedding (as in the VAE)."""
-
-    def __init__(self, cin: int, cout: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1 = GroupNorm(groups, cin, _EPS)
-        self.conv1 = conv2d(cin, cout, 3, rngs)
-        self.norm2 = GroupNorm(groups, cout, _EPS)
-        self.conv2 = conv2d(cout, cout, 3, rngs)
-        self.conv_shortcut = conv2d(cin, cout, 1, rngs) if cin != cout else None
-
-    def __call__(self, x):
-        h = self.conv1(jax.nn.silu(self.norm1(x)))
-        h = self.conv2(jax.nn.silu(self.norm2(h)))
-        if self.conv_shortcut is not None:
-            x = self.conv_shortcut(x)
-        return x + h
-
-
 class SpatialSelfAttention(nnx.Module):
     """The mid-block ``Attention``: one head over all pixels of a frame, group norm in, residual out."""
 
@@ -104,7 +84,7 @@ class SpatialSelfAttention(nnx.Module):
 
 class UNetMidBlock2D(nnx.Module):
     def __init__(self, channels: int, groups: int, add_attention: bool, *, rngs: nnx.Rngs):
-        self.resnets = nnx.List([ResnetBlock2D(channels, channels, groups, rngs=rngs) for _ in range(2)])
+        self.resnets = nnx.List([ResnetBlock2D(channels, channels, None, groups, _EPS, rngs=rngs) for _ in range(2)])
         self.attentions = nnx.List([SpatialSelfAttention(channels, groups, rngs=rngs)] if add_attention else [])
 
     def __call__(self, x):
@@ -114,19 +94,9 @@ class UNetMidBlock2D(nnx.Module):
         return self.resnets[1](x)
 
 
-class Upsample2D(nnx.Module):
-    """Nearest-neighbour 2x (torch ``F.interpolate(scale_factor=2)``), then a 3x3 conv."""
-
-    def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv = conv2d(channels, channels, 3, rngs)
-
-    def __call__(self, x):
-        return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
-
-
 class UpDecoderBlock2D(nnx.Module):
     def __init__(self, cin: int, cout: int, num_layers: int, groups: int, add_upsample: bool, *, rngs: nnx.Rngs):
-        self.resnets = nnx.List([ResnetBlock2D(cin if i == 0 else cout, cout, groups, rngs=rngs)
+        self.resnets = nnx.List([ResnetBlock2D(cin if i == 0 else cout, cout, None, groups, _EPS, rngs=rngs)
                                  for i in range(num_layers)])
         self.upsamplers = nnx.List([Upsample2D(cout, rngs=rngs)]) if add_upsample else None
 
@@ -171,51 +141,17 @@ class VAEDecoder(nnx.Module):
                                 if cfg.use_post_quant_conv else None)
         self.decoder = Decoder(cfg, rngs=rngs)
 
-    @classmethod
-    def from_params(cls, cfg: VAEConfig, params: Mapping) -> "VAEDecoder":
-        """The module holding ``params`` (from :func:`convert_vae`), built without a random init."""
-        return _from_params(cls, cfg, params)
-
     def decode(self, latents: jax.Array) -> jax.Array:
         """Diffusion latents (N, h, w, latent_channels) -> images (N, 8h, 8w, out_channels) in [-1, 1] (unclamped).
 
         Divides by ``scaling_factor`` first, as the pipeline's ``decode_latents`` does. Output is float32.
         """
-        z = latents / jnp.asarray(self.config.scaling_factor, latents.dtype)
+        # divide in float32 (latents are ~1/scaling_factor times larger than the model's inputs), then compute
+        # in the parameters' dtype
+        z = jnp.asarray(latents, jnp.float32) / jnp.float32(self.config.scaling_factor)
+        z = z.astype(self.decoder.conv_in.kernel[...].dtype)
         if self.post_quant_conv is not None:
             z = self.post_quant_conv(z)
         return self.decoder(z).astype(jnp.float32)
 
     __call__ = decode
-
-
-def _from_params(cls, cfg, params):
-    # eval_shape skips the random init, which eagerly compiles one op per parameter shape
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
-    return nnx.merge(graphdef, state)
-
-
-_DEPRECATED_ATTN = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-_DEPRECATED_ATTN_RE = re.compile(r"^(.*\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)$")
-
-
-def _modernize_key(key: str) -> str:
-    """Old diffusers VAE checkpoints name the mid-block attention query/key/value/proj_attn."""
-    m = _DEPRECATED_ATTN_RE.match(key)
-    return f"{m[1]}.{_DEPRECATED_ATTN[m[2]]}.{m[3]}" if m else key
-
-
-def convert_vae(config_dict: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> tuple[VAEConfig, dict]:
-    """diffusers AutoencoderKL config + state dict (numpy) -> (config, nested pure params of the decoder).
-
-    Encoder tensors (``encoder.*``, ``quant_conv.*``) are skipped.
-    """
-    cfg = VAEConfig.from_dict(config_dict)
-    tensors = {_modernize_key(k): v for k, v in tensors.items()}
-    abstract = nnx.eval_shape(lambda: VAEDecoder(cfg, rngs=nnx.Rngs(0)))
-    params = params_from_torch(
-        nnx.to_pure_dict(nnx.state(abstract, nnx.Param)), tensors, what="VAE decoder",
-        ignore=lambda k: k.startswith(("encoder.", "quant_conv.")),
-    )
-    return cfg, params

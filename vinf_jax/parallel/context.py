@@ -1,4 +1,4 @@
-"""Video-Infinity's temporal layers on a block of clips (``../shared/SPEC-video-infinity.md``).
+"""Video-Infinity's temporal layers on a block of clips (``docs/method.md``).
 
 ``ClipParallelTemporal`` implements the ``TemporalOps`` interface of ``models/temporal.py``. It runs
 inside ``jax.shard_map`` over the mesh axis ``"clips"``: each device holds ``clips`` consecutive
@@ -195,8 +195,3 @@ class ClipParallelTemporal:
 def local_clip_ids(clips: int) -> jax.Array:
     """Global indices of the ``clips`` clips this device holds (inside shard_map over ``"clips"``)."""
     return lax.axis_index(AXIS) * clips + jnp.arange(clips)
-
-
-def is_first_device() -> jax.Array:
-    """True on the device holding clip 0 (inside shard_map): reports progress once per step."""
-    return lax.axis_index(AXIS) == 0

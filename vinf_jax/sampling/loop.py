@@ -7,19 +7,14 @@ alone, never from the device index, so the video does not depend on how many dev
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import VideoInfinityConfig
 from vinf_jax.parallel.apply import CONTEXT_SPEC, LATENT_SPEC, local_unet
-from vinf_jax.parallel.context import is_first_device, local_clip_ids
+from vinf_jax.parallel.context import AXIS, local_clip_ids
 from vinf_jax.sampling.schedulers import Solver
-
-TRACE_COUNT = {"denoise": 0}  # incremented at trace time: tests assert one compilation per shape
-
 
 def clip_key(seed: jax.Array, clip: jax.Array, step: jax.Array) -> jax.Array:
     """The key of (seed, clip, step); step -1 draws the initial noise."""
@@ -36,9 +31,16 @@ def clip_noise(seed, clips, step, shape, dtype=jnp.float32) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DenoiseLoop:
-    """Static description of one compiled loop; ``build`` returns the jitted function."""
+    """Static description of one compiled loop; ``build`` returns its jitted functions.
 
-    model: object  # UNetModel
+    ``run(params, carry, cond, uncond, guidance, fps, seed, start, stop)`` denoises steps
+    ``start..stop-1`` as one ``fori_loop`` with traced bounds: the same compiled program runs the
+    whole loop in one call, or a segment at a time when the caller reports progress between
+    segments. No host callback lives inside it, so JAX's persistent compilation cache can store it.
+    ``carry = (latents, solver state, first bad step)`` comes from ``begin(latents)``.
+    """
+
+    model: object  # vinf_jax.loading.Model of the UNet
     vi: VideoInfinityConfig
     num_clips: int
     frames: int  # F, frames per clip
@@ -46,17 +48,14 @@ class DenoiseLoop:
     channels: int
     solver: Solver
     mesh: Mesh
-    progress: Callable[[int], None] | None = None
 
     def build(self):
         f, (h, w), ch = self.frames, self.latent_hw, self.channels
         solver, clips = self.solver, self.num_clips // self.mesh.size
         unet = local_unet(self.model, self.vi, self.num_clips)
-        progress = self.progress
 
-        def local(params, latents, cond, uncond, guidance, fps, seed):
+        def denoise_loop(params, carry, cond, uncond, guidance, fps, seed, start, stop):
             """Inside shard_map over "clips": latents (1, clips*F, h, w, C) f32, cond (1, clips, L, D)."""
-            TRACE_COUNT["denoise"] += 1
             timesteps = jnp.asarray(solver.timesteps, jnp.int32)
             ctx = jnp.concatenate([jnp.broadcast_to(uncond[:, None], cond.shape), cond], axis=0)
             fps2 = jnp.full((2,), fps, jnp.float32)
@@ -70,23 +69,23 @@ class DenoiseLoop:
                 x, state = solver.step(state, i, eps, x, noise)
                 # first step whose latents hold NaN/inf on this device (-1: none); one reduction a step
                 bad = jnp.where((bad < 0) & ~jnp.isfinite(x).all(), i, bad)
-                if progress is not None:
-                    jax.debug.callback(lambda first, step: progress(int(step)) if first else None,
-                                       is_first_device(), i)
                 return x, state, bad
 
+            x, state, bad = carry
+            x, state, bad = jax.lax.fori_loop(start, stop, body, (x, state, bad[0]))
+            return x, state, bad[None]
+
+        def begin(latents):
             x = latents * solver.init_noise_sigma
-            # x * 0 makes the solver state vary over "clips" like x, as fori_loop's carry requires
-            state = jax.tree.map(lambda s: s + (x * 0).astype(s.dtype), solver.init_state(x))
-            bad = (x * 0).astype(jnp.int32).sum() - 1  # -1, varying over "clips" like the carry
-            x, _, bad = jax.lax.fori_loop(0, len(solver.timesteps), body, (x, state, bad))
-            return x, bad[None]
+            return x, solver.init_state(x), jnp.full((1,), -1, jnp.int32)
 
         def init_noise(seed):
             return clip_noise(seed, clips, -1, (f, h, w, ch))
 
-        sharded = jax.shard_map(local, mesh=self.mesh,
-                                in_specs=(P(), LATENT_SPEC, CONTEXT_SPEC, P(), P(), P(), P()),
-                                out_specs=(LATENT_SPEC, P(LATENT_SPEC[1])))
+        carry_spec = (LATENT_SPEC, LATENT_SPEC, P(AXIS))  # every solver-state leaf is shaped like x
+        sharded = jax.shard_map(denoise_loop, mesh=self.mesh,
+                                in_specs=(P(), carry_spec, CONTEXT_SPEC, P(), P(), P(), P(), P(), P()),
+                                out_specs=carry_spec)
+        begin = jax.shard_map(begin, mesh=self.mesh, in_specs=LATENT_SPEC, out_specs=carry_spec)
         noise = jax.shard_map(init_noise, mesh=self.mesh, in_specs=P(), out_specs=LATENT_SPEC)
-        return jax.jit(sharded), jax.jit(noise)
+        return jax.jit(sharded), jax.jit(begin), jax.jit(noise)

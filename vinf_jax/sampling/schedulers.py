@@ -27,8 +27,9 @@ import numpy as np
 
 from vinf_jax.errors import ConfigError
 
-SCHEDULER_KINDS: tuple[str, ...] = ("sde-dpmsolver++", "dpmsolver++", "ddim")
+SCHEDULER_KINDS: tuple[str, ...] = ("sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim")
 _DPM_KINDS = ("sde-dpmsolver++", "dpmsolver++")
+_DDIM_KINDS = ("ddim", "videocrafter-ddim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,17 +38,20 @@ class SchedulerSpec:
 
     kind: str = "sde-dpmsolver++"
     use_karras_sigmas: bool = False  # DPM-Solver kinds only
-    eta: float = 0.0  # ddim only; 0 = deterministic DDIM, 1 = DDPM-like noise
+    eta: float | None = None  # DDIM kinds only; 0 = deterministic DDIM, 1 = DDPM-like noise; None = the
+    # kind's default: 1.0 for videocrafter-ddim (VideoCrafter's scripts), 0.0 otherwise
 
     def __post_init__(self):
+        if self.eta is None:
+            object.__setattr__(self, "eta", 1.0 if self.kind == "videocrafter-ddim" else 0.0)
         if self.kind not in SCHEDULER_KINDS:
             raise ConfigError(f"scheduler {self.kind!r} is not supported; allowed: {', '.join(SCHEDULER_KINDS)}")
         if self.use_karras_sigmas and self.kind not in _DPM_KINDS:
             raise ConfigError(f"use_karras_sigmas applies only to {', '.join(_DPM_KINDS)}, not {self.kind!r}")
         if not (isinstance(self.eta, (int, float)) and math.isfinite(self.eta) and self.eta >= 0):
             raise ConfigError(f"eta must be a finite number >= 0, got {self.eta!r}")
-        if self.eta != 0 and self.kind != "ddim":
-            raise ConfigError(f"eta applies only to 'ddim', not {self.kind!r}")
+        if self.eta != 0 and self.kind not in _DDIM_KINDS:
+            raise ConfigError(f"eta applies only to {', '.join(_DDIM_KINDS)}, not {self.kind!r}")
 
     @classmethod
     def parse(cls, name: str) -> "SchedulerSpec":
@@ -414,6 +418,16 @@ def _make_ddim(spec: SchedulerSpec, cfg: dict, num_steps: int) -> Solver:
     )
 
 
+def _make_videocrafter_ddim(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> Solver:
+    from vinf_jax.sampling.videocrafter import videocrafter_coefs, videocrafter_schedule
+
+    timesteps, coefs = videocrafter_coefs(videocrafter_schedule(scheduler_config), num_steps, spec.eta)
+    if not np.isfinite(coefs).all():
+        raise ConfigError(f"pipe_configs.steps={num_steps}: VideoCrafter's DDIM schedule is degenerate at that many steps")
+    return Solver(kind=spec.kind, timesteps=timesteps.astype(np.int64), sigmas=None, init_noise_sigma=1.0,
+                  needs_noise=spec.eta > 0, coefs=coefs)
+
+
 def make_solver(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> Solver:
     """Solver for `spec` on a diffusers scheduler config (any scheduler class's; the keys it shares are used).
 
@@ -428,6 +442,8 @@ def make_solver(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> 
     if num_steps > train_steps:  # diffusers refuses this too: timesteps would repeat
         raise ConfigError(f"pipe_configs.steps={num_steps}: at most num_train_timesteps={train_steps} "
                           "sampling steps")
+    if spec.kind == "videocrafter-ddim":
+        return _make_videocrafter_ddim(spec, scheduler_config, num_steps)
     if spec.kind == "ddim":
         return _make_ddim(spec, _resolve_config(scheduler_config, _DDIM_DEFAULTS), num_steps)
     return _make_dpm(spec, _resolve_config(scheduler_config, _DPM_DEFAULTS), num_steps)

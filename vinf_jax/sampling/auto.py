@@ -1,0 +1,80 @@
+"""``scheduler: "auto"``: the sampler the checkpoint's scheduler config names.
+
+- ``DPMSolverMultistepScheduler``: its ``algorithm_type`` (``dpmsolver++`` / ``sde-dpmsolver++``) and
+  ``use_karras_sigmas``;
+- ``DDIMScheduler``: DDIM with eta 0 (diffusers pipelines' default); with a ``videocrafter`` block
+  (written by the LVDM converter) VideoCrafter's own DDIM with the block's eta and x0 rescaling;
+- every other class: Video-Infinity's released sampler, ``sde-dpmsolver++`` on the same schedule.
+
+Spacing, offset, schedule and prediction type are read from the config by `make_solver` as for an
+explicit name. Whatever the config asks for that we cannot honour (another class or algorithm,
+thresholding, a third solver order, ...) is replaced by the nearest thing we do and listed in one
+warning; an explicit scheduler name keeps the strict behaviour (an error).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from vinf_jax.sampling.schedulers import SchedulerSpec
+
+# value we fall back to for each option the solvers refuse; None = key only validated
+_FALLBACK = {
+    "thresholding": False, "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_lu_lambdas": False,
+    "use_flow_sigmas": False, "use_dynamic_shifting": False, "variance_type": None,
+    "rescale_betas_zero_snr": False,
+}
+_ALLOWED = {"solver_order": (1, 2), "solver_type": ("midpoint", "heun"), "final_sigmas_type": ("zero", "sigma_min"),
+            "timestep_spacing": ("linspace", "leading", "trailing")}
+
+
+class SchedulerWarning(UserWarning):
+    """The checkpoint's scheduler config asks for something the samplers here do not do."""
+
+
+def resolve(name: str, scheduler_config: dict) -> tuple[SchedulerSpec, dict, list[str]]:
+    """(spec, config to build it from, notes on what could not be honoured) for ``name`` ("auto" or a kind)."""
+    if name != "auto":
+        return SchedulerSpec.parse(name), scheduler_config, []
+    cfg, notes = dict(scheduler_config), []
+    cls = cfg.get("_class_name")
+    if cls == "DDIMScheduler" and isinstance(cfg.get("videocrafter"), dict):
+        spec = SchedulerSpec("videocrafter-ddim", eta=float(cfg["videocrafter"].get("eta", 1.0)))
+    elif cls == "DDIMScheduler":
+        spec = SchedulerSpec("ddim")
+    elif cls == "DPMSolverMultistepScheduler":
+        algo = cfg.get("algorithm_type", "dpmsolver++")
+        if algo not in ("dpmsolver++", "sde-dpmsolver++"):
+            notes.append(f"algorithm_type={algo!r} -> {'sde-dpmsolver++' if 'sde' in algo else 'dpmsolver++'}")
+            algo = "sde-dpmsolver++" if "sde" in str(algo) else "dpmsolver++"
+        spec = SchedulerSpec(algo, use_karras_sigmas=bool(cfg.get("use_karras_sigmas", False)))
+    else:
+        notes.append(f"_class_name={cls!r} is not implemented -> sde-dpmsolver++ (Video-Infinity's sampler)")
+        spec = SchedulerSpec("sde-dpmsolver++")
+    for key, value in _FALLBACK.items():
+        if key in cfg and cfg[key] != value:
+            notes.append(f"{key}={cfg[key]!r} -> {value!r}")
+            cfg[key] = value
+    for key, allowed in _ALLOWED.items():
+        if key in cfg and cfg[key] not in allowed:
+            default = {"solver_order": 2, "solver_type": "midpoint", "final_sigmas_type": "zero",
+                       "timestep_spacing": "leading" if spec.kind == "ddim" else "linspace"}[key]
+            notes.append(f"{key}={cfg[key]!r} -> {default!r}")
+            cfg[key] = default
+    return spec, cfg, notes
+
+
+def describe(spec: SchedulerSpec) -> dict:
+    """What ran, for the sidecar."""
+    out = {"kind": spec.kind}
+    if spec.use_karras_sigmas:
+        out["use_karras_sigmas"] = True
+    if spec.kind in ("ddim", "videocrafter-ddim"):
+        out["eta"] = spec.eta
+    return out
+
+
+def warn_notes(notes: list[str], stacklevel: int = 3) -> None:
+    if notes:
+        warnings.warn("scheduler auto: the checkpoint's scheduler config cannot be followed exactly: "
+                      + "; ".join(notes), SchedulerWarning, stacklevel=stacklevel)
