@@ -59,3 +59,21 @@ def test_contact_sheet_marks_boundaries(tmp_path):
     out = tmp_path / "sheet.png"
     write_contact_sheet(out, frames, 4)
     assert Image.open(out).format == "PNG" and not list(tmp_path.glob(".*partial*"))
+
+
+def test_streamed_scores_equal_whole_video():
+    from vinf_jax.seams import SeamAccumulator
+
+    rng = np.random.default_rng(0)
+    video = rng.uniform(0, 1, (24, 8, 8, 3)).astype(np.float32)
+    video8 = (video * 255 + 0.5).astype(np.uint8)
+    acc = SeamAccumulator(24, 6, sheet_count=5)
+    for chunk in np.split(video8, [5, 13, 16]):  # uneven chunks, as a stream delivers them
+        acc.update(chunk)
+    whole = seam_scores(video8.astype(np.float32) / 255, 6)
+    streamed = acc.scores()
+    np.testing.assert_allclose(streamed["seams"], whole["seams"], rtol=1e-5)
+    assert streamed["within_median"] == pytest.approx(whole["within_median"], rel=1e-5)
+    frames, idx = acc.sheet_video()
+    assert idx == [0, 6, 12, 17, 23] and frames.shape == (5, 8, 8, 3)
+    np.testing.assert_allclose(frames[1], video8[6] / 255, atol=1e-6)
