@@ -28,7 +28,7 @@ class Downsample2D(nnx.Module):
 
 class DownEncoderBlock2D(nnx.Module):
     def __init__(self, cin: int, cout: int, num_layers: int, groups: int, add_downsample: bool, *, rngs: nnx.Rngs):
-        self.resnets = nnx.List([ResnetBlock2D(cin if i == 0 else cout, cout, groups, rngs=rngs)
+        self.resnets = nnx.List([ResnetBlock2D(cin if i == 0 else cout, cout, None, groups, _EPS, rngs=rngs)
                                  for i in range(num_layers)])
         self.downsamplers = nnx.List([Downsample2D(cout, rngs=rngs)]) if add_downsample else None
 
