@@ -1,7 +1,7 @@
 """Train the ``tiny-demo`` model from scratch on the synthetic world, with optax; deterministic.
 
     python -m vinf_jax.demo.train --out runs/demo          # the shipped model (see README "The demo")
-    python -m vinf_jax.demo.train --out /tmp/q --quick     # seconds: checks that the losses fall
+    python -m vinf_jax.demo.train --out runs/quick --quick  # a few steps (minutes, mostly compiling)
 
 Two stages, as latent diffusion models are trained:
 
