@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     cfgs = {"video_infinity": load_demo_config(args.config, args.set),
             "independent": load_demo_config(args.config, args.set + list(INDEPENDENT))}
     pipe = VideoInfinityPipeline.from_pretrained(cfgs["video_infinity"].model)
-    out = {"env": env_info(), "config": args.config, "seeds": args.seeds, "runs": {}}
+    shown = os.path.relpath(args.config, REPO) if os.path.abspath(args.config).startswith(str(REPO)) else args.config
+    out = {"env": env_info(), "config": shown, "seeds": args.seeds, "runs": {}}
     for name, cfg in cfgs.items():
         runs = []
         for seed in args.seeds:

@@ -16,3 +16,4 @@ if "VINF_JAX_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["VINF_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="vinf_jax_test_cache_")
+    os.environ.setdefault("VINF_CACHE", tempfile.mkdtemp(prefix="vinf_jax_test_home_cache_"))

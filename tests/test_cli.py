@@ -170,15 +170,16 @@ LONG_PROMPT = " ".join(["a very long prompt"] * 30)  # 120 words: more than the 
 
 
 def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_compile_cache(tmp_path):
-    """configs/tiny.json fixes the video, not the hardware: 8 clips on 8 virtual devices and on one
-    device give the same frames. A second run with the same compilation cache reads the programs
-    instead of compiling them. An over-long prompt gives one readable warning line."""
-    sets = SMALL + ["save_frames=npy", "plugin_configs.attn.top_k=8",
-                    f'pipe_configs.prompts=["{LONG_PROMPT}", "a short prompt"]']
-    cache = {"VINF_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    """The README's demo (configs/demo.json, the trained tiny-demo) fixes the video, not the
+    hardware: 8 clips on 8 virtual devices and on one device give the same frames. A second run with
+    the same compilation cache reads the programs instead of compiling them. An over-long prompt
+    gives one readable warning line."""
+    sets = ["pipe_configs.steps=2", "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3", "save_frames=npy",
+            f'pipe_configs.prompts=["{LONG_PROMPT}", "a blue square moving left"]']
+    cache = {"VINF_JAX_CACHE_DIR": str(tmp_path / "cache"), "VINF_CACHE": str(tmp_path / "home_cache")}
     runs = {}
     for name, env in [("first", cache), ("second", cache), ("one_device", {**cache, "JAX_NUM_CPU_DEVICES": "1"})]:
-        r = generate(ROOT / "configs/tiny.json", sets + [f"base_path={tmp_path}/{name}"], tmp_path, env=env)
+        r = generate(ROOT / "configs/demo.json", sets + [f"base_path={tmp_path}/{name}"], tmp_path, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         (npy,) = (tmp_path / name).glob("*.npy")
         runs[name] = dict(stderr=r.stderr, frames=np.load(npy),
@@ -187,8 +188,10 @@ def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_comp
     assert len(first["side"]["resolved"]["devices"]) == 8 and len(one["side"]["resolved"]["devices"]) == 1
     assert one["side"]["resolved"]["devices_why"] == "all 1 available device(s), 8 clip(s) each"
     assert first["side"]["resolved"]["devices_why"] == "all 8 available device(s), 1 clip(s) each"
-    assert first["frames"].shape == (8 * 4, 32, 32, 3)
-    np.testing.assert_allclose(one["frames"], first["frames"], atol=1e-5)
+    assert first["frames"].shape == (8 * 4, 64, 64, 3)
+    # float32 sums run in other orders when one device holds 8 clips instead of 1: on the trained demo
+    # model up to ~1.1e-5 in a handful of values (tiny-random: within 1e-5, test below)
+    np.testing.assert_allclose(one["frames"], first["frames"], atol=3e-5)
     t1, t2 = first["side"]["timings"], second["side"]["timings"]
     assert t1["compile_cache"]["dir"] == str(tmp_path / "cache")
     assert t1["compile_cache"]["misses"] > 0 and t1["compile_cache"]["hits"] == 0
@@ -232,3 +235,17 @@ def test_out_of_device_memory_is_one_error_line_and_no_file(tmp_path, monkeypatc
         "float32, on 8 cpu device(s); what would fit: fewer clips per device (num_clips=8 on 8 devices), "
         "more devices (devices=16 for 16 clips), a smaller size (e.g. 64x64)"], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_tiny_config_same_frames_on_1_and_8_devices(tmp_path):
+    """configs/tiny.json (tiny-random) on one device and on 8 virtual devices: npy within 1e-5."""
+    frames = {}
+    for name, env in [("eight", {}), ("one", {"JAX_NUM_CPU_DEVICES": "1"})]:
+        r = generate(ROOT / "configs/tiny.json", SMALL + ["save_frames=npy", f"base_path={tmp_path}/{name}"], tmp_path,
+                     env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        (npy,) = (tmp_path / name).glob("*.npy")
+        frames[name] = np.load(npy)
+        assert len(json.loads(npy.with_suffix(".json").read_text())["resolved"]["devices"]) == (1 if env else 8)
+    assert frames["one"].shape == (8 * 4, 32, 32, 3)
+    np.testing.assert_allclose(frames["one"], frames["eight"], atol=1e-5)

@@ -2,7 +2,7 @@
 
 A second run of the same config loads its compiled programs from disk instead of compiling again
 (tens of seconds for the full UNet). The cache lives in the user's cache directory
-(``$XDG_CACHE_HOME/vinf_jax/xla``, default ``~/.cache/vinf_jax/xla``). ``VINF_JAX_CACHE_DIR=PATH``
+(``xla/`` in ``$VINF_CACHE``, default ``~/.cache/vinf_jax/xla``). ``VINF_JAX_CACHE_DIR=PATH``
 moves it; ``VINF_JAX_CACHE_DIR=off`` (or ``0``, ``none``, empty) disables it. A cache directory the
 user already gave JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept as it is.
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import jax.monitoring
 
+from vinf_jax.cache import cache_dir
+
 ENV = "VINF_JAX_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false", "no")
 _HIT = "/jax/compilation_cache/cache_hits"
@@ -24,8 +26,9 @@ _COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
 def default_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vinf_jax" / "xla"
+    """``xla/`` in vinf_jax's cache folder (``$VINF_CACHE``, else ``$XDG_CACHE_HOME/vinf_jax``, else
+    ``~/.cache/vinf_jax``; the converted tiny-demo checkpoint lives there too)."""
+    return cache_dir() / "xla"
 
 
 def enable() -> str | None:

@@ -11,19 +11,15 @@ load the converted folder directly.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
+from vinf_jax.cache import cache_dir
 from vinf_jax.errors import ConfigError, ConversionError, VinfError
 
 NAME = "tiny-demo"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
-def cache_dir() -> Path:
-    if os.environ.get("VINF_CACHE"):
-        return Path(os.environ["VINF_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vinf_jax"
 
 
 def weights_digest(folder: Path = WEIGHTS) -> str:
