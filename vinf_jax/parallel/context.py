@@ -128,14 +128,17 @@ class ClipParallelTemporal:
         """
         g = grouped(x, norm.num_groups)  # (B, clips, L, H, W, G, Cg)
         length = g.shape[2]
-        axes = (2, 3, 4, 6)
         per_frame = g.shape[3] * g.shape[4] * g.shape[6]
         shift = g[:, :, length // 2, :1].mean(axis=(2, 3, 5))[:, :, None, None, None, :, None]  # (B, clips, 1, 1, 1, G, 1)
         dev = g - shift
+        # per-frame sums first, masked after: the mask then touches (B, clips, L, G) numbers, and
+        # the full-size deviations are never written out (XLA fuses them into the reductions)
+        s1 = dev.sum(axis=(3, 4, 6), keepdims=True)  # (B, clips, L, 1, 1, G, 1)
+        s2 = jnp.square(dev).sum(axis=(3, 4, 6), keepdims=True)
         if valid is not None:
-            dev = jnp.where(valid[None, :, :, None, None, None, None], dev, 0.0)
-        s1 = dev.sum(axis=axes, keepdims=True)
-        s2 = jnp.square(dev).sum(axis=axes, keepdims=True)
+            mask = valid[None, :, :, None, None, None, None]
+            s1, s2 = jnp.where(mask, s1, 0.0), jnp.where(mask, s2, 0.0)
+        s1, s2 = s1.sum(axis=2, keepdims=True), s2.sum(axis=2, keepdims=True)
         counts = self._window_counts(length, valid is not None) * per_frame  # (N,)
         if valid is None:
             count = jnp.float32(length * per_frame)
