@@ -201,14 +201,11 @@ def env_info() -> dict:
 
 
 def write_json(path: str | os.PathLike | None, data: dict) -> None:
-    """Write ``data`` atomically (a half-written file never replaces a whole one)."""
-    if not path:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` atomically (``vinf_jax.jsonfile``); no path, no file."""
+    if path:
+        from vinf_jax.jsonfile import write_json as write
+
+        write(path, data)
 
 
 def fmt_bytes(n: float | None) -> str:

@@ -211,6 +211,22 @@ def test_latent_output_layout_and_decode(tiny_runs):
     assert_close(pipe.decode(one)[3], tiny_runs[8]["frames"][5], rel=1e-5)
 
 
+def test_export_video_equals_todays_frames(tiny_runs, tmp_path):
+    """Same seed: the latents stay on the devices, and export_video's frames (npy) and mp4 equal
+    today's path (decode -> float frames -> uint8 -> write_mp4) exactly."""
+    import jax
+
+    from vinf_jax.video_io import read_mp4, write_mp4
+
+    pipe, today = tiny_runs[8]["pipe"], tiny_runs[8]["frames"]
+    lat = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY)
+    assert isinstance(lat, jax.Array) and len(lat.sharding.device_set) == 8
+    res = pipe.export_video(lat, tmp_path / "new.mp4", fps=8, save_frames="npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "new.npy"), today)
+    write_mp4(tmp_path / "today.mp4", today, 8)
+    np.testing.assert_array_equal(read_mp4(res.path), read_mp4(tmp_path / "today.mp4"))
+
+
 # ---------------------------------------------------------------------------------------------------
 # 5. per-clip prompts
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vinf_jax import jsonfile
 from vinf_jax.errors import CheckpointError
 
 MARKER = "vinf_jax_checkpoint.json"
@@ -174,7 +175,8 @@ def read_json(path: Path, what: str, error: type[Exception] = CheckpointError) -
 
 
 def write_json(path: Path, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Checkpoint JSON files: sorted keys, so converting twice gives identical files."""
+    jsonfile.write_json(path, data, sort_keys=True)
 
 
 def config_to_dict(cfg) -> dict:

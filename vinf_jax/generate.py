@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from vinf_jax.config import GenerateConfig, load_config, to_dict
 from vinf_jax.errors import VinfError, VinfWarning
@@ -32,20 +33,22 @@ def requested_devices(cfg: GenerateConfig) -> int | None:
 
 
 def start_jax(cfg: GenerateConfig):
-    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any."""
+    """Import jax with enough virtual CPU devices for the config, join the multi-host job if any
+    (given by the config, JAX_* variables, or the srun / mpirun environment: ``launchers``)."""
+    from vinf_jax.launchers import detect_job
+
+    job = detect_job(cfg.distributed)
     want = requested_devices(cfg) or cfg.video_infinity.num_clips
-    dist = cfg.distributed
-    nproc = dist.num_processes or 1
     if want and "jax" not in sys.modules:
         # On a machine without accelerators a config asking for D devices runs on D virtual CPU
         # devices (per process: D / processes). Accelerator backends ignore this.
-        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // nproc)))
+        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(max(1, want // job.num_processes)))
     import jax
 
-    if dist.coordinator_address:
+    if job.multi_process:
         from vinf_jax.parallel.mesh import initialize_distributed
 
-        initialize_distributed(dist.coordinator_address, nproc, dist.process_id or 0)
+        initialize_distributed(job.coordinator_address, job.num_processes, job.process_id, launcher=job.launcher)
     return jax
 
 
@@ -75,7 +78,10 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
     writer = jax.process_index() == 0
     n = cfg.video_infinity.num_clips or len(devices)
     total = n * pipe_cfg.num_frames
-    stem = video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)
+    video_io.output_stem(cfg.base_path, pipe_cfg.file_name, total, pipe_cfg.steps, pipe_cfg.fps)  # refuses a taken file_name now
+    # the index is claimed when the files are published (another run may take one meanwhile)
+    name = (video_io.OutputName.explicit(Path(cfg.base_path) / pipe_cfg.file_name) if pipe_cfg.file_name
+            else video_io.OutputName.indexed(cfg.base_path, total, pipe_cfg.steps, pipe_cfg.fps))
 
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if writer and not quiet else (lambda msg: None)
     say(f"devices: {devices_why}")
@@ -105,45 +111,47 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                    output_type="latent", progress=progress)
     t2 = time.perf_counter()
     compiled = stats.snapshot()  # everything compiled (or read from the cache) up to the loop's end
+    frames = int(latents.shape[2])
     if bar is not None:
         bar.close()
         from tqdm import tqdm
 
-        bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", file=sys.stderr)
-    frames = pipe.decode(latents)
-    t3 = time.perf_counter()
-    if bar is not None:
-        bar.update(frames.shape[0])
-        bar.close()
+        bar = tqdm(total=frames, desc="decode+write", unit="frame", file=sys.stderr)
     first_step_s = marks.get("first", t2) - t1  # compile (or cache load) + the first step
     denoise_s = t2 - t1
     summary = {"load_s": round(t_load, 3), "first_step_s": round(first_step_s, 3),
                "compile_s": compiled["compile_s"],  # compiling, or reading programs from the cache
                "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
                                  "misses": compiled["cache_misses"]},
-               "denoise_s": round(denoise_s, 3), "decode_s": round(t3 - t2, 3), "frames": int(frames.shape[0]),
-               "frames_per_s": round(frames.shape[0] / max(denoise_s + (t3 - t2), 1e-9), 3)}
+               "denoise_s": round(denoise_s, 3), "frames": frames}
     cache = compiled["cache_hits"]
     cache_note = (f"compile cache: {cache} hit(s), {compiled['cache_misses']} miss(es)" if pipe.compile_cache_dir
                   else "compile cache off")
-    if writer:
+
+    def sidecar(res):  # written with the mp4, once every frame is out (decode and write overlap)
         from importlib.metadata import version
 
-        sidecar = {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
-                                                         "devices_why": devices_why,
-                                                         "processes": jax.process_count(),
-                                                         "dtype": str(np.dtype(pipe.dtype)),
-                                                         "scheduler": pipe.scheduler_used,
-                                                         "fps_conditioning": pipe.unet.config.fps_cond},
-                   "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
-        if cfg.save_frames == "npy":
-            video_io.write_npy(stem.with_suffix(".npy"), frames)
-        video_io.write_json(stem.with_suffix(".json"), sidecar)
-        video_io.write_mp4(stem.with_suffix(".mp4"), frames, pipe_cfg.export_fps)
-        print(f"wrote {stem.with_suffix('.mp4')}  ({frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; "
-              f"{len(devices)} device(s); first step {first_step_s:.1f} s (compile {compiled['compile_s']:.1f} s, "
-              f"{cache_note}), denoise {denoise_s:.1f} s, decode {t3 - t2:.1f} s, "
-              f"{summary['frames_per_s']:.2f} frames/s)")
+        summary.update(decode_write_s=round(res.seconds, 3),
+                       frames_per_s=round(frames / max(denoise_s + res.seconds, 1e-9), 3))
+        return {"config": to_dict(cfg), "resolved": {"num_clips": n, "devices": [str(d) for d in devices],
+                                                     "devices_why": devices_why,
+                                                     "processes": jax.process_count(),
+                                                     "dtype": str(np.dtype(pipe.dtype)),
+                                                     "scheduler": pipe.scheduler_used,
+                                                     "fps_conditioning": pipe.unet.config.fps_cond},
+                "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary}
+
+    # every process takes part (each chunk is one collective program); only process 0 writes
+    res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
+                            progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    summary.setdefault("decode_write_s", round(res.seconds, 3))
+    if writer:
+        h, w = pipe_cfg.height, pipe_cfg.width
+        print(f"wrote {res.path}  ({frames} frames {w}x{h}; {len(devices)} device(s); first step {first_step_s:.1f} s "
+              f"(compile {compiled['compile_s']:.1f} s, {cache_note}), denoise {denoise_s:.1f} s, "
+              f"decode+write {res.seconds:.1f} s, {summary['frames_per_s']:.2f} frames/s)")
     return summary
 
 

@@ -52,6 +52,11 @@ def wait_interruptibly(x: jax.Array, poll_s: float = 0.05) -> None:
         time.sleep(poll_s)
 
 
+# layout changes of latents that stay on the devices (jitted once, at module level)
+_channels_first = jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))
+_channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)))
+
+
 def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
     """Clip c uses prompts[(c * len(prompts)) // N] (spec section 1)."""
     return [(c * num_prompts) // num_clips for c in range(num_clips)]
@@ -158,14 +163,54 @@ class VideoInfinityPipeline:
         return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
 
     def decode(self, latents, chunk: int = 8) -> np.ndarray:
-        """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) in [0, 1]; each device decodes its own
-        frames, ``chunk`` at a time, and the frames are gathered once."""
-        latents = np.asarray(latents, np.float32)
-        x = np.transpose(latents[0], (1, 2, 3, 0))  # (T, h, w, C)
+        """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) float32 in [0, 1] on every process; each
+        device decodes its own frames, ``chunk`` at a time, and the frames are gathered once. The
+        whole video passes through host memory: for long videos use :meth:`export_video`."""
+        from vinf_jax.export import frames_first
+
+        x = frames_first(self, latents)  # (T, h, w, C)
         if x.shape[0] % self.num_devices:
             raise ConfigError(f"decode: {x.shape[0]} frames do not split over {self.num_devices} devices")
-        sharded = put_global(x, clip_sharding(self.mesh, 4, 0))
+        sharded = (jax.device_put(x, clip_sharding(self.mesh, 4, 0)) if isinstance(x, jax.Array)
+                   else put_global(x, clip_sharding(self.mesh, 4, 0)))
         return gather_to_host(self._decode_fn(chunk)(self._vae_params, sharded))
+
+    def export_video(self, latents, path, fps: float = 8, *, save_frames: str | None = None, sidecar=None,
+                     chunk: int = 8, progress: Callable[[int], None] | None = None):
+        """Decode ``latents`` on the mesh and stream the mp4 to ``path`` atomically; returns an
+        ``export.ExportResult`` (its ``path`` is the mp4 written, on process 0).
+
+        ``latents``: the device array ``__call__(..., output_type="latent")`` returns, or numpy
+        (1, C, T, h, w). Each device decodes ``chunk`` frames at a time, converts them to uint8
+        and only process 0 receives them; the next chunk decodes while the host encodes this one,
+        so host memory stays a few chunks whatever T is. ``save_frames="npy"`` also writes the
+        float32 frames (T, H, W, 3); ``sidecar`` (a dict, or a function of the result) is written
+        as JSON beside the mp4; ``progress(n)`` is called as each chunk of n frames is written.
+        Every process of a multi-host job must call it (only process 0 writes). Files appear only
+        when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used.
+        """
+        from vinf_jax.export import export_video
+
+        return export_video(self, latents, path, fps, save_frames=save_frames, sidecar=sidecar, chunk=chunk,
+                            progress=progress)
+
+    def _chunk_program(self, plan, raw: bool):
+        """The compiled decode of one chunk of frames (``parallel.stream.chunk_program``): uint8
+        frames, plus their float32 values with ``raw``; the same arithmetic as :meth:`decode`."""
+        from vinf_jax.export import device_uint8
+        from vinf_jax.parallel.stream import chunk_program
+
+        key = ("chunk", plan, raw)
+        if key not in self._loops:
+            model, dtype = self.vae, self.dtype  # the closure must not hold the pipeline
+
+            def frames(params, z):
+                y = model.module(params).decode(z.astype(dtype)).astype(jnp.float32)
+                y = jnp.clip(y / 2 + 0.5, 0.0, 1.0)
+                return (device_uint8(y), y) if raw else (device_uint8(y),)
+
+            self._loops[key] = chunk_program(self.mesh, plan, frames)
+        return self._loops[key]
 
     def _decode_fn(self, chunk: int):
         key = ("decode", chunk)
@@ -198,7 +243,8 @@ class VideoInfinityPipeline:
                  scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
                  output_type: str = "np", progress: Callable[[int], None] | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
-        in [0, 1], or latents (1, C, T, h, w) with ``output_type="latent"``."""
+        in [0, 1] (numpy), or with ``output_type="latent"`` latents (1, C, T, h, w) as a device array
+        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ConfigError("prompts: at least one prompt is needed")
@@ -241,7 +287,7 @@ class VideoInfinityPipeline:
             if np.shape(latents) != want:
                 raise ConfigError(f"latents: expected shape {want} (1, C, num_clips*num_frames, height//{s}, "
                                   f"width//{s}), got {np.shape(latents)}")
-            x = put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
+            x = self._latents_on_mesh(latents)
         # One call runs the whole loop; with a progress callable, the same compiled program runs one
         # step per call and the host reports between calls (a callback inside would keep the
         # program out of JAX's persistent cache).
@@ -264,10 +310,16 @@ class VideoInfinityPipeline:
         if (bad >= 0).any():
             raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
                                  f"of {steps} (check the weights and dtype)")
-        if output_type == "latent":
-            return np.transpose(gather_to_host(x), (0, 4, 1, 2, 3))
-        lat = gather_to_host(x)
-        return self.decode(np.transpose(lat, (0, 4, 1, 2, 3)))
+        if output_type == "latent":  # stays on the devices (sharded over frames) for export_video
+            return _channels_first(x)
+        return gather_to_host(self._decode_fn(8)(self._vae_params, x[0]))
+
+    def _latents_on_mesh(self, latents) -> jax.Array:
+        """Given latents (1, C, T, h, w) -> (1, T, h, w, C) sharded over frames."""
+        sharding = clip_sharding(self.mesh, 5, 1)
+        if isinstance(latents, jax.Array) and set(latents.sharding.device_set) <= set(self.mesh.devices.flat):
+            return jax.device_put(_channels_last(latents), sharding)
+        return put_global(np.transpose(np.asarray(latents, np.float32), (0, 2, 3, 4, 1)), sharding)
 
     def _memory_advice(self, n: int, f: int, height: int, width: int, h: int, w: int) -> str:
         d = self.num_devices

@@ -2,33 +2,138 @@
 
 Every file is written under a temporary name in the destination folder and renamed into place, so
 an interrupted run leaves no file that looks finished (the temporaries are removed on the way out).
+Names are claimed when the finished files are published, not when a run starts: if another run took
+the index meanwhile, the next free one is used, so runs sharing ``base_path`` all keep their videos.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
+import errno
 import os
 import re
+import uuid
 import warnings
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import numpy as np
 
+from vinf_jax import jsonfile
 from vinf_jax.errors import ConfigError
+
+_INDEXED = re.compile(r"(\d+)_")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputName:
+    """Where a run's files go: ``folder/<index>_<frames>_<steps>_<fps>`` with the first index above
+    every used one (as the original names its videos), or an explicit stem (then ``<stem>_1``,
+    ``<stem>_2``... if it is taken by the time the files are published)."""
+
+    folder: Path
+    tail: str | None = None   # "<frames>_<steps>_<fps>" of an indexed name
+    stem: str | None = None   # an explicit name
+
+    @classmethod
+    def indexed(cls, base_path, frames: int, steps: int, fps) -> "OutputName":
+        return cls(Path(base_path), tail=f"{frames}_{steps}_{fps:g}")
+
+    @classmethod
+    def explicit(cls, path) -> "OutputName":
+        """``path`` with or without ``.mp4``."""
+        p = Path(path)
+        return cls(p.parent, stem=p.with_suffix("").name if p.suffix == ".mp4" else p.name)
+
+    def first(self) -> Path:
+        """The stem that would be used now (for messages before the run)."""
+        return next(self.candidates())
+
+    def candidates(self) -> Iterator[Path]:
+        if self.stem is not None:
+            yield self.folder / self.stem
+            for i in range(1, 1 << 20):
+                yield self.folder / f"{self.stem}_{i}"
+            return
+        last = -1
+        while True:  # rescanned after every lost race: another run may have taken more than one index
+            used = [int(m.group(1)) for p in self.folder.glob("*.mp4") if (m := _INDEXED.match(p.name))] \
+                if self.folder.is_dir() else []
+            last = max(max(used, default=-1) + 1, last + 1)
+            yield self.folder / f"{last}_{self.tail}"
 
 
 def output_stem(base_path: str | Path, file_name: str | None, frames: int, steps: int, fps) -> Path:
-    """``base_path/<index>_<frames>_<steps>_<fps>`` with the next unused index (as the original
-    names its videos), or ``base_path/<file_name>`` (its extension dropped), which must not exist."""
-    base = Path(base_path)
+    """The stem a run would get now; an explicit ``file_name`` that exists is refused up front."""
     if file_name:
-        stem = base / Path(file_name).with_suffix("").name if Path(file_name).suffix == ".mp4" else base / file_name
+        stem = OutputName.explicit(Path(base_path) / file_name).first()
         if stem.with_suffix(".mp4").exists():
             raise ConfigError(f"pipe_configs.file_name: {stem.with_suffix('.mp4')} exists; outputs are never overwritten")
         return stem
-    used = [int(m.group(1)) for p in base.glob("*.mp4") if (m := re.match(r"(\d+)_", p.name))] if base.is_dir() else []
-    return base / f"{max(used, default=-1) + 1}_{frames}_{steps}_{fps:g}"
+    return OutputName.indexed(base_path, frames, steps, fps).first()
+
+
+def temp_path(folder: Path, suffix: str) -> Path:
+    """A hidden, unique temporary name in ``folder`` (the final name is chosen at publication)."""
+    return folder / f".vinf-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{suffix}"
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """Serialise publication between runs sharing ``folder`` (flock on the folder itself: no lock
+    file is left behind). Where folders cannot be locked, the no-overwrite link alone still keeps
+    every video, but two runs may then share an index under different names."""
+    fd = None
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _place(tmp: Path, final: Path) -> bool:
+    """Give ``tmp`` the name ``final`` unless it exists (atomic, never overwrites); False if taken."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except OSError as e:  # no hard links here (some network or FAT folders): claim, then replace
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        try:
+            os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        os.replace(tmp, final)
+        return True
+    tmp.unlink()
+    return True
+
+
+def publish(temps: Mapping[str, Path], name: OutputName) -> Path:
+    """Rename finished temporaries ``{".mp4": tmp, ".json": tmp, ...}`` to the first free stem of
+    ``name``; returns it. The mp4 claims the stem; a stem whose companion names are taken is skipped."""
+    suffixes = [".mp4"] + [s for s in temps if s != ".mp4"]
+    name.folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(name.folder):
+        for stem in name.candidates():
+            if any(stem.with_suffix(s).exists() for s in suffixes[1:]):
+                continue
+            if not _place(temps[".mp4"], stem.with_suffix(".mp4")):
+                continue
+            for s in suffixes[1:]:
+                if not _place(temps[s], stem.with_suffix(s)):  # appeared since the check: keep it beside
+                    os.replace(temps[s], stem.with_name(f"{stem.name}.{uuid.uuid4().hex[:6]}{s}"))
+            return stem
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
@@ -38,26 +143,39 @@ def atomic_write(path: Path):
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
         yield tmp
-        if path.exists():
+        if not _place(tmp, path):
             raise ConfigError(f"{path} appeared while writing; outputs are never overwritten")
-        os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """frames (T, H, W, 3) float in [0, 1] -> H.264 mp4 at ``fps`` (yuv420p: plays everywhere)."""
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Frames in [0, 1] -> uint8 (round half up); ``pipeline`` does the same on the devices."""
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def open_mp4(path: Path, width: int, height: int, fps: float):
+    """A started imageio-ffmpeg frame writer: ``send`` uint8 (n, H, W, 3) blocks, then ``close``.
+    H.264, yuv420p (plays everywhere)."""
     import imageio_ffmpeg
 
-    t, h, w, _ = frames.shape
-    data = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
-    with atomic_write(path) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # ffmpeg runs as a subprocess; the fork happens before any JAX thread touches the child
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
-                                             macro_block_size=1, output_params=["-f", "mp4"])
+        writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=float(fps), codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=1, output_params=["-f", "mp4"])
         writer.send(None)
+    return writer
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    """frames (T, H, W, 3) float in [0, 1] -> H.264 mp4 at ``fps``, all at once (the whole video in
+    memory; ``VideoInfinityPipeline.export_video`` streams instead)."""
+    t, h, w, _ = frames.shape
+    data = to_uint8(frames)
+    with atomic_write(path) as tmp:
+        writer = open_mp4(tmp, w, h, fps)
         for frame in data:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
@@ -65,7 +183,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(jsonfile.dumps(data))
 
 
 def write_npy(path: Path, frames: np.ndarray) -> None:
@@ -78,7 +196,9 @@ def read_mp4(path: Path) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of an mp4 (tests and users checking an output)."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
     w, h = meta["size"]
     return np.stack([np.frombuffer(fr, np.uint8).reshape(h, w, 3) for fr in reader])

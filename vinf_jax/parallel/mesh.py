@@ -62,11 +62,15 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-def initialize_distributed(coordinator: str, num_processes: int, process_id: int, timeout_s: float | None = None) -> None:
-    """Join a multi-host job. A process that cannot reach the coordinator fails within
-    ``timeout_s`` (env ``VINF_COORDINATOR_TIMEOUT``, default 120 s) naming the address."""
+def initialize_distributed(coordinator: str | None, num_processes: int, process_id: int,
+                           timeout_s: float | None = None, launcher: str | None = None) -> None:
+    """Join a multi-host job. A process that cannot reach a given coordinator fails within
+    ``timeout_s`` (env ``VINF_COORDINATOR_TIMEOUT``, default 120 s) naming the address. Without an
+    address, jax derives it from the environment of ``launcher`` ("slurm", "ompi": see
+    ``vinf_jax.launchers``)."""
     if timeout_s is None:
         timeout_s = float(os.environ.get("VINF_COORDINATOR_TIMEOUT", "120"))
-    if process_id != 0:
+    if coordinator is not None and process_id != 0:
         wait_for_coordinator(coordinator, timeout_s)
-    jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(max(timeout_s, 10)))
+    jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(max(timeout_s, 10)),
+                               cluster_detection_method=None if coordinator is not None else launcher)
