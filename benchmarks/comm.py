@@ -6,14 +6,17 @@ and checked against the spec's analytic count (SPEC-video-infinity.md section 5)
     python benchmarks/comm.py --stage compiled     # the HLO after XLA's CPU passes (~20-40 s more)
     python benchmarks/comm.py --small              # tiny UNet, seconds
     python benchmarks/comm.py --step-json unet_step.json --out comm.json
+    python benchmarks/comm.py --exchange inputs    # only one scheme of plugin_configs.attn.exchange
 
 No weights are allocated: parameters and inputs are ``jax.ShapeDtypeStruct``s carrying their
 shardings, and the program is lowered (``--stage compiled``: also compiled) for D virtual CPU
 devices. The lowered HLO is the default: it carries the dtypes the program asks for, while the
 CPU compiler widens bf16 collectives to f32 (GPU backends do not); element counts agree in both.
 Every collective in the HLO runs once per evaluation (the UNet has no loops), so the total of
-their sizes is the traffic of one guided UNet call. The script exits with status 1 if the
-measured elements or bytes differ from the analytic count.
+their sizes is the traffic of one guided UNet call. Both schemes of ``plugin_configs.attn.exchange``
+are measured (``kv``: temporal attention sends k and v, packed; ``inputs``: it sends its input rows,
+half the bytes). The script exits with status 1 if, for either, the measured collectives, elements
+or bytes differ from the analytic count.
 
 Counting ("bytes sent by one interior device"):
   collective-permute  the operand (one halo to one neighbour);
@@ -44,6 +47,9 @@ def _parse_args(argv=None):
     p.add_argument("--top-k", type=int, default=16, help="plugin_configs.attn.top_k K (default 16)")
     p.add_argument("--conv-padding", type=int, default=4, help="plugin_configs.conv_layer.padding Pc (default 4)")
     p.add_argument("--gn-sync", action="store_true", help="plugin_configs.group_norm.sync = true (default off, as shipped)")
+    p.add_argument("--exchange", choices=("both", "kv", "inputs"), default="both",
+                   help="plugin_configs.attn.exchange scheme(s) to measure (default both; the JSON's top level is kv "
+                        "when measured)")
     p.add_argument("--stage", choices=("compiled", "lowered"), default="lowered",
                    help="HLO as lowered (default; dtypes as the program asks) or after XLA's CPU optimisations")
     p.add_argument("--step-ms", type=float, default=None, help="UNet step time in ms for the projection")
@@ -180,7 +186,10 @@ def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, cl
                    h: int, w: int, batch: int, itemsize: int) -> dict:
     """The spec's section 5, per interior device, per UNet evaluation: elements and bytes per collective kind.
 
-    Activations (halos, global rows) move in the program's dtype (``itemsize``); group-norm sums in f32.
+    Activations (halos, global rows) move in the program's dtype (``itemsize``); group-norm
+    statistics in f32. Temporal attention sends k and v packed (``exchange`` "kv": one ppermute per
+    direction and one gather per attention, two rows per frame) or its input rows ("inputs": the
+    same collectives, one row per frame; the input is as wide as k).
     """
     local_clips = clips // devices
     pc, p = vi.conv_layer.padding, vi.attn.padding
@@ -192,7 +201,9 @@ def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, cl
     counts = dict.fromkeys(kinds, 0)
     per_layer = []
     groups = cfg.norm_num_groups
-    gn_elems = 2 * batch * groups + 1  # sum and sum of squares per (batch, group), and the count
+    # synced norm: all_gather of every clip's (mean, centred sum of squares) per (batch, group)
+    gn_elems = (devices - 1) * local_clips * 2 * batch * groups
+    rows_per_frame = 2 if vi.attn.exchange == "kv" else 1
 
     def add(row, kind, n_ops, elems, size):
         counts[kind] += n_ops
@@ -207,19 +218,19 @@ def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, cl
             if kind == "conv":
                 if pc > 0:  # Pc frames of the input to each neighbour
                     add(row, "collective-permute", 2, 2 * pc * frame, itemsize)
-                if vi.group_norm.sync:  # conv1..conv4 norms: psum of sum, count, sum of squares (f32)
-                    add(row, "all-reduce", 4 * 3, 4 * gn_elems, 4)
+                if vi.group_norm.sync:  # conv1..conv4 norms: one all_gather of per-clip statistics each (f32)
+                    add(row, "all-gather", 4, 4 * gn_elems, 4)
             else:
                 for _attn in ("attn1", "attn2"):
-                    for _kv in ("k", "v"):
-                        if p > 0:  # P frames to each neighbour
-                            add(row, "collective-permute", 2, 2 * p * frame, itemsize)
-                        if g_rows == clips * shared:  # all_gather of every clip's shared rows
-                            add(row, "all-gather", 1, (devices - 1) * local_clips * shared * frame, itemsize)
-                        else:  # G < N * shared: psum of a G-row buffer
-                            add(row, "all-reduce", 1, g_rows * frame, itemsize)
+                    sent = rows_per_frame * frame
+                    if p > 0:  # P frames to each neighbour
+                        add(row, "collective-permute", 2, 2 * p * sent, itemsize)
+                    if g_rows == clips * shared:  # all_gather of every clip's shared rows
+                        add(row, "all-gather", 1, (devices - 1) * local_clips * shared * sent, itemsize)
+                    else:  # G < N * shared: psum of a G-row buffer
+                        add(row, "all-reduce", 1, g_rows * sent, itemsize)
                 if vi.group_norm.sync:
-                    add(row, "all-reduce", 3, gn_elems, 4)
+                    add(row, "all-gather", 1, gn_elems, 4)
         per_layer.append(row)
     n_conv = sum(1 for r in per_layer if r["kind"] == "conv")
     n_tt = len(per_layer) - n_conv
@@ -229,25 +240,10 @@ def analytic_bytes(cfg: UNetConfig, vi: VideoInfinityConfig, *, devices: int, cl
 
 
 # --------------------------------------------------------------------------- main
-def main(args) -> int:
-    small = args.small
-    frames = args.frames or (8 if small else 24)
-    height = args.height or (128 if small else 320)
-    width = args.width or (128 if small else 512)
-    devices = args.devices
-    clips = args.clips or devices
-    dtype = jnp.dtype(args.dtype)
-    lh, lw = height // 8, width // 8
-    cfg = UNetConfig.from_dict(common.unet_dict(small))
-    vi = VideoInfinityConfig(attn=AttnConfig(padding=args.attn_padding, top_k=args.top_k),
-                             conv_layer=ConvLayerConfig(padding=args.conv_padding),
-                             group_norm=GroupNormConfig(sync=args.gn_sync), num_clips=clips)
-    vi.check_num_frames(frames)
-    assert clips % devices == 0, (clips, devices)
-    assert len(jax.devices()) == devices, (jax.devices(), devices)
-
+def measure(args, cfg: UNetConfig, vi: VideoInfinityConfig, mesh, *, frames: int, lh: int, lw: int) -> dict:
+    """Lower (or compile) the clip-parallel UNet for ``vi`` and compare its collectives with the analytic count."""
+    devices, clips, dtype = args.devices, vi.num_clips, jnp.dtype(args.dtype)
     t0 = time.perf_counter()
-    mesh = clip_mesh(devices)
     abstract = abstract_params("unet", cfg)
     model = Model("unet", cfg, abstract)
     rep = replicated(mesh)
@@ -272,7 +268,7 @@ def main(args) -> int:
     else:
         text = lowered.as_text(dialect="hlo")
     if args.dump_hlo:
-        with open(args.dump_hlo, "w") as fh:
+        with open(f"{args.dump_hlo}.{vi.attn.exchange}" if args.exchange == "both" else args.dump_hlo, "w") as fh:
             fh.write(text)
 
     found = collectives_from_hlo(text, devices)
@@ -287,29 +283,17 @@ def main(args) -> int:
     ana = analytic_bytes(cfg, vi, devices=devices, clips=clips, frames=frames, h=lh, w=lw, batch=args.batch,
                          itemsize=dtype.itemsize)
     measured_total = sum(measured.values())
-    # Elements must match exactly. Bytes must too, except where the CPU compiler widened a bf16
-    # collective to f32 (compiled stage only; GPU backends move bf16 as is).
+    # Collectives and elements must match exactly. Bytes must too, except where the CPU compiler
+    # widened a bf16 collective to f32 (compiled stage only; GPU backends move bf16 as is).
+    counts_ok = all(counts[k] == ana["counts"].get(k, 0) for k in KINDS)
     elements_ok = all(elements[k] == ana["elements"].get(k, 0) for k in KINDS)
     bytes_ok = all(measured[k] == ana["bytes"].get(k, 0) for k in KINDS)
     widened = args.stage == "compiled" and not bytes_ok and elements_ok and "f32" in dtypes
-    ok = elements_ok and (bytes_ok or widened)
+    ok = counts_ok and elements_ok and (bytes_ok or widened)
     # Traffic in the program's dtype: the analytic bytes once the elements agree.
     sent_total = ana["total"] if ok else measured_total
-
-    step_ms, step_src = args.step_ms, "--step-ms" if args.step_ms else None
-    if step_ms is None and args.step_json:
-        step_ms, step_src = step_from_json(args.step_json, frames)
-    projection = [{"link": name, "bytes_per_s": bw, "comm_ms": sent_total / bw * 1e3,
-                   "fraction_of_step": (sent_total / bw * 1e3 / step_ms) if step_ms else None}
-                  for name, bw in LINKS]
-
-    result = {
-        "benchmark": "comm", "env": common.env_info(),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-        "setup": {"small": small, "devices": devices, "clips": clips, "frames_per_clip": frames,
-                  "video": [height, width], "latent": [lh, lw], "batch": args.batch, "dtype": args.dtype,
-                  "attn_padding": vi.attn.padding, "top_k": vi.attn.top_k, "conv_padding": vi.conv_layer.padding,
-                  "group_norm_sync": vi.group_norm.sync, "edge_mode": vi.edge_mode, "stage": args.stage},
+    return {
+        "exchange": vi.attn.exchange,
         "seconds": {"build": t_build, "lower": t_lower, "compile": t_compile},
         "measured": {"bytes": measured, "elements": elements, "counts": counts, "total": measured_total,
                      "dtypes": dtypes, "widened_to_f32_by_cpu_compiler": widened,
@@ -318,12 +302,56 @@ def main(args) -> int:
         "analytic": {k: v for k, v in ana.items() if k != "layers"},
         "analytic_layers": ana["layers"],
         "match": ok,
-        "step_ms": step_ms, "step_source": step_src,
-        "projection": projection,
     }
+
+
+def main(args) -> int:
+    small = args.small
+    frames = args.frames or (8 if small else 24)
+    height = args.height or (128 if small else 320)
+    width = args.width or (128 if small else 512)
+    devices = args.devices
+    clips = args.clips or devices
+    lh, lw = height // 8, width // 8
+    cfg = UNetConfig.from_dict(common.unet_dict(small))
+    schemes = ("kv", "inputs") if args.exchange == "both" else (args.exchange,)
+    vis = {e: VideoInfinityConfig(attn=AttnConfig(padding=args.attn_padding, top_k=args.top_k, exchange=e),
+                                  conv_layer=ConvLayerConfig(padding=args.conv_padding),
+                                  group_norm=GroupNormConfig(sync=args.gn_sync), num_clips=clips) for e in schemes}
+    vis[schemes[0]].check_num_frames(frames)
+    assert clips % devices == 0, (clips, devices)
+    assert len(jax.devices()) == devices, (jax.devices(), devices)
+    mesh = clip_mesh(devices)
+    per_scheme = {e: measure(args, cfg, vi, mesh, frames=frames, lh=lh, lw=lw) for e, vi in vis.items()}
+
+    step_ms, step_src = args.step_ms, "--step-ms" if args.step_ms else None
+    if step_ms is None and args.step_json:
+        step_ms, step_src = step_from_json(args.step_json, frames)
+    for r in per_scheme.values():
+        r["projection"] = [{"link": name, "bytes_per_s": bw, "comm_ms": r["bytes_per_step"] / bw * 1e3,
+                            "fraction_of_step": (r["bytes_per_step"] / bw * 1e3 / step_ms) if step_ms else None}
+                           for name, bw in LINKS]
+    vi = vis[schemes[0]]
+    setup = {"small": small, "devices": devices, "clips": clips, "frames_per_clip": frames,
+             "video": [height, width], "latent": [lh, lw], "batch": args.batch, "dtype": args.dtype,
+             "attn_padding": vi.attn.padding, "top_k": vi.attn.top_k, "conv_padding": vi.conv_layer.padding,
+             "group_norm_sync": vi.group_norm.sync, "edge_mode": vi.edge_mode, "stage": args.stage,
+             "exchange": schemes[0]}
+    # the top level is the first scheme (kv, the default) as before; every scheme under "schemes"
+    result = {"benchmark": "comm", "env": common.env_info(),
+              "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+              "setup": setup, **per_scheme[schemes[0]],
+              "match": all(r["match"] for r in per_scheme.values()),
+              "step_ms": step_ms, "step_source": step_src,
+              "schemes": {e: {k: v for k, v in r.items() if k != "analytic_layers"} for e, r in per_scheme.items()}}
     common.write_json(args.out, result)
-    print_report(result)
-    return 0 if ok else 1
+    for e, r in per_scheme.items():
+        print_report({**result, **r, "setup": {**setup, "exchange": e}})
+    if len(per_scheme) == 2:
+        kv, inp = per_scheme["kv"]["bytes_per_step"], per_scheme["inputs"]["bytes_per_step"]
+        print(f"exchange inputs / kv: {common.fmt_bytes(inp)} / {common.fmt_bytes(kv)} = {inp / kv:.3f} "
+              f"({inp / 1e9:.3f} GB vs {kv / 1e9:.3f} GB per device per step)")
+    return 0 if result["match"] else 1
 
 
 def step_from_json(path: str, frames: int) -> tuple[float | None, str | None]:
@@ -348,7 +376,8 @@ def print_report(r: dict) -> None:
     fb = common.fmt_bytes
     print(f"clip-parallel UNet, D={s['devices']} devices, N={s['clips']} clips x F={s['frames_per_clip']} frames, "
           f"{s['video'][0]}x{s['video'][1]} (latent {s['latent'][0]}x{s['latent'][1]}), batch {s['batch']}, {s['dtype']}, "
-          f"P={s['attn_padding']} K={s['top_k']} Pc={s['conv_padding']} gn_sync={s['group_norm_sync']}")
+          f"P={s['attn_padding']} K={s['top_k']} Pc={s['conv_padding']} gn_sync={s['group_norm_sync']} "
+          f"exchange={s['exchange']}")
     sec = r["seconds"]
     print(f"build {sec['build']:.1f} s, lower {sec['lower']:.1f} s"
           + (f", compile {sec['compile']:.1f} s" if sec["compile"] is not None else "") + f" ({s['stage']} HLO)")

@@ -46,7 +46,7 @@ def main(folder: str) -> int:
         print("| frames | path | ms/step | back-to-back ms | frames/s | TFLOP (XLA) | TFLOP/s | of peak | peak memory | compile s |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for run in us["runs"]:
-            for name in ("jax", "jax_parallel", "torch"):
+            for name in ("jax", "jax_parallel", "jax_parallel_inputs", "torch", "torch_compile"):
                 m = run.get(name)
                 if not m:
                     continue
@@ -58,7 +58,7 @@ def main(folder: str) -> int:
                     print(f"| {run['frames']} | {name} | - | - | - | {(m.get('flops') or 0) / 1e12:.4g} | | | "
                           f"{gib(ma.get('total_bytes'))} (XLA analysis) | {m.get('compile_s', 0):.0f} |")
                     continue
-                flops = m.get("flops") or (run.get("jax") or {}).get("flops")
+                flops = m.get("flops") or ((run.get("jax") or {}).get("flops") if name.startswith("torch") else None)
                 tfs = m.get("tflops_per_s") or m.get("tflops_per_s_xla_count")
                 util = m.get("utilisation")
                 print(f"| {run['frames']} | {name} | {m['ms']:.1f} | {m.get('ms_pipelined', float('nan')):.1f} | {m['frames_per_s']:.0f} | "
@@ -103,10 +103,50 @@ def main(folder: str) -> int:
     else:
         print(f"match {cm['match']}; {cm['bytes_per_step'] / 2 ** 20:.1f} MiB sent per device per step; step "
               f"{cm.get('step_ms') or float('nan'):.1f} ms [{cm.get('step_source')}]")
+        for name, sch in (cm.get("schemes") or {}).items():
+            print(f"- exchange {name}: {sch['bytes_per_step'] / 1e9:.3f} GB ({gib(sch['bytes_per_step'])}) per device per step, "
+                  f"match {sch['match']}")
         for p in cm["projection"]:
             frac = p.get("fraction_of_step")
             print(f"- {p['link']}: {p['comm_ms']:.1f} ms" + (f" ({100 * frac:.0f}% of the step)" if frac else ""))
+    print("\n## acceptance (issue 16, GPU)")
+    print("| criterion | measured | target | ok |")
+    print("|---|---|---|---|")
+    for name, value, target, ok in acceptance(us, gen, cm):
+        print(f"| {name} | {value} | {target} | {ok} |")
     return 0
+
+
+def acceptance(us, gen, cm) -> list[tuple[str, str, str, str]]:
+    """(criterion, measured, target, yes/no/-) rows from the JSON files; '-' where not measured."""
+    rows = []
+
+    def row(name, value, target, fmt, ok):
+        rows.append((name, "-" if value is None else fmt.format(value), target,
+                     "-" if value is None or target == "-" else ("yes" if ok(value) else "NO")))
+
+    run = next((r for r in (us or {}).get("runs", []) if r.get("frames") == 24), None) or \
+        next(iter((us or {}).get("runs", [])), {})
+    ms = lambda name: (run.get(name) or {}).get("ms")  # noqa: E731
+    ratio = lambda a, b: ms(a) / ms(b) if ms(a) and ms(b) else None  # noqa: E731
+    frames = run.get("frames", "?")
+    row(f"clip-parallel (kv) / vanilla step, {frames} frames", ratio("jax_parallel", "jax"), "<= 1.05", "{:.3f}", lambda v: v <= 1.05)
+    row(f"clip-parallel (inputs) / vanilla step, {frames} frames", ratio("jax_parallel_inputs", "jax"), "<= 1.05", "{:.3f}",
+        lambda v: v <= 1.05)
+    row("vanilla / diffusers fp16 eager", ratio("jax", "torch"), "<= 0.5", "{:.3f}", lambda v: v <= 0.5)
+    row("vanilla / diffusers torch.compile", ratio("jax", "torch_compile"), "<= 0.7", "{:.3f}", lambda v: v <= 0.7)
+    util = (run.get("jax") or {}).get("utilisation")
+    row("vanilla step, of the bf16 matmul peak", None if util is None else 100 * util, ">= 50%", "{:.1f}%", lambda v: v >= 50)
+    fps = None
+    if gen and not gen.get("skipped"):
+        lo, st = gen.get("loop_only") or {}, gen.get("setup") or {}
+        if lo.get("wall_s") and gen.get("decode_s") is not None:
+            fps = st.get("clips", 1) * st.get("frames_per_clip", 0) / (lo["wall_s"] + gen["decode_s"])
+    row("30-step generation + decode, frames/s per GPU", fps, ">= 8", "{:.2f}", lambda v: v >= 8)
+    for name, sch in ((cm or {}).get("schemes") or {}).items():
+        row(f"bytes sent per device per step, exchange {name} (D=8)", sch["bytes_per_step"] / 1e9,
+            "<= 2.2 GB" if name == "inputs" else "-", "{:.3f} GB", lambda v, n=name: n != "inputs" or v <= 2.2)
+    return rows
 
 
 if __name__ == "__main__":

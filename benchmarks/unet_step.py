@@ -5,6 +5,7 @@ to diffusers' ``UNet3DConditionModel`` (fp16, SDPA attention), timed in the same
     python benchmarks/unet_step.py --frames 24 48 --out unet_step.json      # full size, GPU
     python benchmarks/unet_step.py --frames 24 --parallel                   # + clip-parallel path on 1 device
     python benchmarks/unet_step.py --small --no-torch                       # tiny UNet, CPU, seconds
+    python benchmarks/unet_step.py --parallel --exchange kv inputs --torch-compile   # everything the GPU check times
 
 Weights are random (the speed of a network does not depend on its values): JAX draws them on
 the device inside one jit, torch keeps diffusers' own initialisation. Each framework runs in its
@@ -46,6 +47,13 @@ def parse_args(argv=None):
                    help="also time the clip-parallel UNet on one device (shipped attn settings: padding 8, top_k 16)")
     p.add_argument("--parallel-frames", type=int, nargs="+", default=None,
                    help="with --parallel: only these frame counts (default: all of --frames)")
+    p.add_argument("--exchange", nargs="+", choices=("kv", "inputs"), default=["kv"],
+                   help="with --parallel: plugin_configs.attn.exchange schemes to time (default kv); kv is "
+                        "reported as jax_parallel, inputs as jax_parallel_inputs")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="also time diffusers' UNet under torch.compile (reported as torch_compile)")
+    p.add_argument("--torch-share", type=float, default=None,
+                   help="fraction of --budget-s for the torch subprocess (default 1/3; 1/2 with --torch-compile)")
     p.add_argument("--clip-frames", type=int, default=None,
                    help="F of one clip for --parallel (default 24; 8 with --small); frames/F clips when divisible")
     p.add_argument("--flops-only", action="store_true",
@@ -72,7 +80,7 @@ def parse_args(argv=None):
 def jax_worker(args) -> None:
     import jax
     import jax.numpy as jnp
-    from vinf_jax.config import VideoInfinityConfig
+    from vinf_jax.config import AttnConfig, VideoInfinityConfig
     from vinf_jax.loading import Model, abstract_params
     from vinf_jax.models.unet3d import UNetConfig
     from vinf_jax.parallel.apply import sharded_unet
@@ -140,17 +148,23 @@ def jax_worker(args) -> None:
         run = out["runs"][str(frames)]
         x = jax.random.normal(jax.random.fold_in(key, frames), (2, frames, lh, lw, cfg.in_channels), dtype)
         n = frames // args.clip_frames if frames % args.clip_frames == 0 else 1
-        vi = VideoInfinityConfig(num_clips=n)  # shipped plugin settings: padding 8, top_k 16, conv padding 4
         mesh = clip_mesh(1)
         ctx = jnp.broadcast_to(ctx1[:, None], (2, n) + ctx1.shape[1:])
-        try:
-            par = measure(jax.jit(sharded_unet(model, vi, n, mesh)), (params, x, t, ctx, fps))
-            par.update(frames_per_s=frames / (par["ms"] * 1e-3), clips=n, clip_frames=frames // n,
-                       attn_padding=vi.attn.padding, top_k=vi.attn.top_k, conv_padding=vi.conv_layer.padding)
-            run["jax_parallel"] = par
-        except Exception as e:  # noqa: BLE001
-            run["jax_parallel"] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
-        common.write_json(args.worker_out, out)
+        for exchange in args.exchange:
+            name = "jax_parallel" if exchange == "kv" else f"jax_parallel_{exchange}"
+            # shipped plugin settings: padding 8, top_k 16, conv padding 4
+            vi = VideoInfinityConfig(attn=AttnConfig(exchange=exchange), num_clips=n)
+            try:
+                par = measure(jax.jit(sharded_unet(model, vi, n, mesh)), (params, x, t, ctx, fps))
+                par.update(frames_per_s=frames / (par["ms"] * 1e-3), clips=n, clip_frames=frames // n,
+                           attn_padding=vi.attn.padding, top_k=vi.attn.top_k, conv_padding=vi.conv_layer.padding,
+                           exchange=exchange)
+                if run.get("jax", {}).get("ms"):
+                    par["ratio_over_vanilla"] = par["ms"] / run["jax"]["ms"]
+                run[name] = par
+            except Exception as e:  # noqa: BLE001
+                run[name] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
+            common.write_json(args.worker_out, out)
         del x
 
 
@@ -249,54 +263,65 @@ def torch_worker(args) -> None:
         if cuda:
             torch.cuda.synchronize()
 
-    for frames in args.frames:
+    def timed(fn, x, count_flops: bool) -> dict:
         run = {}
-        try:
-            x = torch.randn(2, unet_cfg["in_channels"], frames, lh, lw, device=device, dtype=dtype)
-            if cuda:
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-            with torch.inference_mode():
-                t0 = time.perf_counter()
-                y = model(x, t, ctx, fps)
-                sync()
-                run["first_call_s"] = time.perf_counter() - t0
-                run["finite"] = bool(torch.isfinite(y).all())
-                del y
-                for _ in range(args.warmup):
-                    model(x, t, ctx, fps)
-                sync()
-                times = []
-                for _ in range(args.steps):
-                    if cuda:
-                        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                        start.record()
-                        model(x, t, ctx, fps)
-                        end.record()
-                        end.synchronize()
-                        times.append(start.elapsed_time(end))
-                    else:
-                        t0 = time.perf_counter()
-                        model(x, t, ctx, fps)
-                        times.append((time.perf_counter() - t0) * 1e3)
-                run.update(common.summarize(times))
-                t0 = time.perf_counter()  # back to back, one sync: hides the host's launch overhead
-                for _ in range(args.steps):
-                    model(x, t, ctx, fps)
-                sync()
-                run["ms_pipelined"] = (time.perf_counter() - t0) * 1e3 / args.steps
-                run["frames_per_s"] = frames / (run["ms"] * 1e-3)
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            y = fn(x, t, ctx, fps)
+            sync()
+            run["first_call_s"] = time.perf_counter() - t0  # torch.compile: includes the compile
+            run["finite"] = bool(torch.isfinite(y).all())
+            del y
+            for _ in range(args.warmup):
+                fn(x, t, ctx, fps)
+            sync()
+            times = []
+            for _ in range(args.steps):
                 if cuda:
-                    run["peak_bytes_in_use"] = int(torch.cuda.max_memory_allocated())
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    fn(x, t, ctx, fps)
+                    end.record()
+                    end.synchronize()
+                    times.append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter()
+                    fn(x, t, ctx, fps)
+                    times.append((time.perf_counter() - t0) * 1e3)
+            run.update(common.summarize(times))
+            t0 = time.perf_counter()  # back to back, one sync: hides the host's launch overhead
+            for _ in range(args.steps):
+                fn(x, t, ctx, fps)
+            sync()
+            run["ms_pipelined"] = (time.perf_counter() - t0) * 1e3 / args.steps
+            run["frames_per_s"] = x.shape[2] / (run["ms"] * 1e-3)
+            if cuda:
+                run["peak_bytes_in_use"] = int(torch.cuda.max_memory_allocated())
+            if count_flops:
                 counter = FlopCounterMode(display=False)
                 with counter:
-                    model(x, t, ctx, fps)
+                    fn(x, t, ctx, fps)
                 run["flops_torch_counter"] = float(counter.get_total_flops())
-            del x
-        except Exception as e:  # noqa: BLE001
-            run["error"] = f"{type(e).__name__}: {str(e)[:400]}"
-        out["runs"][str(frames)] = run
-        common.write_json(args.worker_out, out)
+        return run
+
+    # eager first for every frame count (the baseline), then torch.compile (its compile can be long)
+    variants = [("runs", model, True)]
+    if args.torch_compile:
+        variants.append(("runs_compile", torch.compile(model), False))
+        out["runs_compile"] = {}
+    for key, fn, count_flops in variants:
+        for frames in args.frames:
+            try:
+                x = torch.randn(2, unet_cfg["in_channels"], frames, lh, lw, device=device, dtype=dtype)
+                run = timed(fn, x, count_flops)
+                del x
+            except Exception as e:  # noqa: BLE001
+                run = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
+            out[key][str(frames)] = run
+            common.write_json(args.worker_out, out)
 
 
 # --------------------------------------------------------------------------- parent
@@ -344,6 +369,11 @@ def merge(args, jx: dict, th: dict | None) -> dict:
             run["torch"] = trun
             if trun.get("ms") and run.get("jax", {}).get("ms"):
                 run["ratio_torch_over_jax"] = trun["ms"] / run["jax"]["ms"]
+        if th is not None and str(frames) in th.get("runs_compile", {}):
+            crun = dict(th["runs_compile"][str(frames)])
+            run["torch_compile"] = crun
+            if crun.get("ms") and run.get("jax", {}).get("ms"):
+                run["ratio_torch_compile_over_jax"] = crun["ms"] / run["jax"]["ms"]
         ref = common.REFERENCE_TFLOP_BATCH1.get(frames)
         if ref and not args.small and (args.height, args.width) == (320, 512):
             run["reference_tflop_guided"] = 2 * ref
@@ -367,7 +397,7 @@ def print_table(r: dict) -> None:
     head = f"{'frames':>6} {'path':<13}{'ms/step':>10}{'piped':>8}{'frames/s':>10}{'TFLOP':>8}{'TFLOP/s':>9}{'util':>7}{'peak mem':>12}{'compile s':>10}"
     print(head)
     for run in r["runs"]:
-        for name in ("jax", "jax_parallel", "torch"):
+        for name in ("jax", "jax_parallel", "jax_parallel_inputs", "torch", "torch_compile"):
             m = run.get(name)
             if not m:
                 continue
@@ -380,7 +410,7 @@ def print_table(r: dict) -> None:
                       f"{'':>9}{'':>7}{common.fmt_bytes(ma.get('total_bytes')):>12}{m['compile_s']:>10.1f}"
                       f"   (XLA memory_analysis: args+out+temp)")
                 continue
-            flops = m.get("flops") or run.get("jax", {}).get("flops")
+            flops = m.get("flops") or (run.get("jax", {}).get("flops") if name.startswith("torch") else None)
             tfs = m.get("tflops_per_s") or m.get("tflops_per_s_xla_count")
             util = m.get("utilisation")
             print(f"{run['frames']:>6} {name:<13}{m['ms']:>10.2f}{m.get('ms_pipelined', float('nan')):>8.1f}{m['frames_per_s']:>10.1f}"
@@ -389,7 +419,11 @@ def print_table(r: dict) -> None:
                   f"{(m.get('compile_s') or m.get('first_call_s') or 0):>10.1f}")
         if run.get("ratio_torch_over_jax"):
             print(f"{'':>6} torch/jax = {run['ratio_torch_over_jax']:.2f}"
+                  + (f", torch.compile/jax = {run['ratio_torch_compile_over_jax']:.2f}" if run.get("ratio_torch_compile_over_jax") else "")
                   + (f"; reference count {run['reference_tflop_guided']:.2f} TFLOP" if run.get("reference_tflop_guided") else ""))
+        for name in ("jax_parallel", "jax_parallel_inputs"):
+            if (run.get(name) or {}).get("ratio_over_vanilla"):
+                print(f"{'':>6} {name}/jax = {run[name]['ratio_over_vanilla']:.3f}")
 
 
 def main(argv=None) -> int:
@@ -403,7 +437,8 @@ def main(argv=None) -> int:
         return 0
     pass_on = argv  # the workers ignore --out and write to their own --worker-out
     t0 = time.perf_counter()
-    th = None if (args.no_torch or args.flops_only) else run_worker("torch", args, pass_on, args.budget_s / 3)
+    share = args.torch_share or (0.5 if args.torch_compile else 1 / 3)
+    th = None if (args.no_torch or args.flops_only) else run_worker("torch", args, pass_on, args.budget_s * share)
     jx = run_worker("jax", args, pass_on, max(args.budget_s - (time.perf_counter() - t0), 10))
     result = merge(args, jx, th)
     common.write_json(args.out, result)

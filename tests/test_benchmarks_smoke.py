@@ -85,11 +85,16 @@ def test_comm_small(tmp_path):
         assert m["bytes"][kind] == a["bytes"][kind]
     convs, transformers = _small_layer_counts()
     assert (a["temporal_convs"], a["temporal_transformers"]) == (convs, transformers)
-    # per temporal conv 2 halo ppermutes; per temporal attention (2 per transformer) k and v each
-    # to both neighbours (4) and one all_gather each (2); shipped settings: no group-norm psums
-    assert m["counts"]["collective-permute"] == 2 * convs + 2 * transformers * 4
-    assert m["counts"]["all-gather"] == 2 * transformers * 2
+    # per temporal conv 2 halo ppermutes; per temporal attention (2 per transformer) k and v packed
+    # to both neighbours (2) and one all_gather; shipped settings: no group-norm collectives
+    assert m["counts"]["collective-permute"] == 2 * convs + 2 * transformers * 2
+    assert m["counts"]["all-gather"] == 2 * transformers
     assert m["counts"]["all-reduce"] == 0
+    # exchange "inputs": the same collectives; attention sends one row per frame instead of two
+    kv, inp = r["schemes"]["kv"], r["schemes"]["inputs"]
+    assert inp["match"] is True and inp["measured"]["counts"] == kv["measured"]["counts"]
+    conv_bytes = sum(layer["collective-permute"] for layer in r["analytic_layers"] if layer["kind"] == "conv")
+    assert kv["bytes_per_step"] - conv_bytes == 2 * (inp["bytes_per_step"] - conv_bytes)
     # 8 clips of 8 frames at 16x16 latents, batch 2, bf16: one conv halo at 16x16x32 is 2*4*256*32*2 bytes
     first_conv = next(layer for layer in r["analytic_layers"] if layer["kind"] == "conv")
     assert first_conv["collective-permute"] == 2 * (2 * 4 * 16 * 16 * 32 * 2)

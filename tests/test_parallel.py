@@ -54,10 +54,10 @@ def run_oracle(vi, n, x, ctx, t, fps=24.0):
     return np.asarray(unet(jnp.asarray(x), jnp.float32(t), jnp.asarray(ctx), jnp.full((2,), fps), spec))
 
 
-def vi_config(edge="exact", sync=False, tns=False, top_k=4, padding=2, conv_pad=2, dynamic=True):
+def vi_config(edge="exact", sync=False, tns=False, top_k=4, padding=2, conv_pad=2, dynamic=True, exchange="kv"):
     return VideoInfinityConfig(
         attn=AttnConfig(padding=padding, top_k=top_k, token_num_scale=tns, dynamic_scale=dynamic,
-                        local_phase=Phase(500, 3.0, 0.0), global_phase=Phase(500, 0.0, 2.0)),
+                        local_phase=Phase(500, 3.0, 0.0), global_phase=Phase(500, 0.0, 2.0), exchange=exchange),
         conv_layer=ConvLayerConfig(padding=conv_pad), group_norm=GroupNormConfig(sync=sync), edge_mode=edge)
 
 
@@ -83,6 +83,28 @@ def test_sharded_matches_oracle(case, d, monkeypatch):
     n = per_d * d
     vi = vi_config(**kw)
     x, ctx = inputs(n, f, seed=d)
+    got = run_sharded(vi, n, d, x, ctx, t)
+    with monkeypatch.context() as m:
+        patch_oracle(m)
+        ref = run_oracle(vi, n, x, ctx, t)
+    close(got, ref)
+
+
+# attn.exchange "inputs": the attention's input rows cross devices and k, v are projected on arrival.
+INPUT_CASES = [
+    ("inputs-zeros-sync-topk<N-tns", dict(edge="zeros", sync=True, top_k=3, tns=True, exchange="inputs"), 2, 4, 900.0, 1),
+    ("inputs-zeros-sync-topk<N-tns", dict(edge="zeros", sync=True, top_k=3, tns=True, exchange="inputs"), 2, 4, 900.0, 8),
+    ("inputs-exact-stride", dict(edge="exact", top_k=8, padding=3, conv_pad=3, exchange="inputs"), 1, 6, 300.0, 2),
+    ("inputs-exact-stride", dict(edge="exact", top_k=8, padding=3, conv_pad=3, exchange="inputs"), 1, 6, 300.0, 4),
+]
+
+
+@pytest.mark.parametrize("case", INPUT_CASES, ids=[f"{c[0]}-d{c[5]}" for c in INPUT_CASES])
+def test_input_exchange_matches_oracle(case, monkeypatch):
+    _, kw, per_d, f, t, d = case
+    n = per_d * d
+    vi = vi_config(**kw)
+    x, ctx = inputs(n, f, seed=20 + d)
     got = run_sharded(vi, n, d, x, ctx, t)
     with monkeypatch.context() as m:
         patch_oracle(m)
@@ -118,12 +140,15 @@ def test_reduces_to_vanilla():
     close(got, van)
 
 
-def test_hlo_communication_is_the_designed_one():
-    """D = 8: halos move by collective-permute, global context by all-gather of exactly G rows."""
+@pytest.mark.parametrize("exchange", ["kv", "inputs"])
+def test_hlo_communication_is_the_designed_one(exchange):
+    """D = 8: halos move by collective-permute, global context by all-gather of exactly G rows;
+    k and v travel packed (one ppermute per direction, one all-gather per attention), or the
+    attention's input rows instead of them."""
     import re
 
     n, f, d = 8, 6, 8
-    vi = vi_config(top_k=16, padding=2, conv_pad=2)  # S = 2 rows per clip, stride 3, G = 16
+    vi = vi_config(top_k=16, padding=2, conv_pad=2, exchange=exchange)  # S = 2 rows per clip, stride 3, G = 16
     g_rows = vi.global_rows(f, n)
     assert g_rows == 16
     model = micro_model()
@@ -136,12 +161,19 @@ def test_hlo_communication_is_the_designed_one():
     assert "collective-permute" in hlo
     gathers = re.findall(r"= \w+\[([\d,]+)\][^\n]*? all-gather\(", hlo)
     assert gathers, "no all-gather in the compiled program"
-    # k/v rows: (b = 2*h*w, rows, heads, d); the gathered row axis must be exactly G
+    # kv: (b = 2*h*w, 2 = k and v, rows, heads, d); inputs: (b, 1, rows, channels). The gathered
+    # row axis must be exactly G.
     heads_dims = {(MICRO.block_out_channels[0] // MICRO.attention_head_dim, MICRO.attention_head_dim),
                   (8, MICRO.attention_head_dim)}
+    widths = {(MICRO.block_out_channels[0],), (8 * MICRO.attention_head_dim,)}
     for shape in gathers:
         dims = tuple(int(s) for s in shape.split(","))
-        assert dims[1] == g_rows and tuple(dims[2:]) in heads_dims, dims
+        if exchange == "kv":
+            assert dims[1:3] == (2, g_rows) and tuple(dims[3:]) in heads_dims, dims
+        else:
+            assert dims[1:3] == (1, g_rows) and tuple(dims[3:]) in widths, dims
+    # one gather per attention, 2 per temporal transformer: transformer_in, 1 down, 1 mid, 2 up
+    assert len(gathers) == 2 * 5, gathers
     assert "all-reduce" not in hlo or vi.group_norm.sync  # no stray reductions without norm sync
 
 

@@ -31,7 +31,7 @@ SCHEMA: dict[str, Any] = {
     "plugin_configs": {
         "attn": {
             "padding": None, "top_k": None, "top_k_chunk_size": None, "attn_scale": None,
-            "token_num_scale": None, "dynamic_scale": None,
+            "token_num_scale": None, "dynamic_scale": None, "exchange": None,
             "local_phase": PHASE_KEYS, "global_phase": PHASE_KEYS,
         },
         "conv_3d": {"padding": None},

@@ -16,6 +16,7 @@ from vinf_jax.config.values import as_bool, as_int, as_number, choice, fail, is_
 from vinf_jax.errors import ConfigError
 
 EDGE_MODES = ("exact", "zeros")
+EXCHANGES = ("kv", "inputs")  # what temporal attention sends between devices
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class AttnConfig:
     dynamic_scale: bool = True
     local_phase: Phase | None = Phase(800, 10.0, 0.0)
     global_phase: Phase | None = Phase(800, 0.0, 10.0)
+    # vinf_jax's own key: "kv" sends the halo and global rows of k and v (the projections are
+    # computed once, on the sender), "inputs" sends the attention's input rows instead (half the
+    # bytes; the receiver projects 2P + G extra rows). Same values up to float rounding.
+    exchange: str = "kv"
 
     PATH: ClassVar[str] = "plugin_configs.attn"
 
@@ -58,6 +63,7 @@ class AttnConfig:
         set_field(self, "attn_scale", as_number(self.attn_scale, f"{p}.attn_scale"))
         as_bool(self.token_num_scale, f"{p}.token_num_scale")
         as_bool(self.dynamic_scale, f"{p}.dynamic_scale")
+        choice(self.exchange, f"{p}.exchange", EXCHANGES)
         for name in ("local_phase", "global_phase"):
             phase = getattr(self, name)
             if phase is None:

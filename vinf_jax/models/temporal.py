@@ -6,7 +6,9 @@ temporal attention (``transformer_in`` / ``temp_attentions``) and their group no
 
 - ``conv_window``: the frames a temporal conv runs on for each clip (with halos, and which are real),
 - ``group_norm``: statistics of a group norm over a clip's window (or pooled over all clips),
-- ``attention``: which keys/values each query frame sees (local window, global context, biases).
+- ``attention``: which keys/values each query frame sees (local window, global context, biases);
+  it gets the attention's input rows and its projections, so an implementation may exchange
+  either the input rows or the projected k and v between devices.
 
 ``VanillaTemporal`` treats the local frames as one clip and reproduces diffusers exactly.
 ``vinf_jax.parallel.context.ClipParallelTemporal`` is the Video-Infinity version (halos by
@@ -49,7 +51,10 @@ class TemporalOps(Protocol):
 
     def group_norm(self, norm: GroupNorm, x: jax.Array, valid: jax.Array | None) -> jax.Array: ...
 
-    def attention(self, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array: ...
+    def attention(self, z: jax.Array, q_of, kv_of) -> jax.Array:
+        """z (b, T, C) rows of every frame -> (b, T, heads, d). ``q_of(rows)`` -> (..., heads, d) and
+        ``kv_of(rows)`` -> (k, v) project rows of shape (..., C)."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +71,9 @@ class VanillaTemporal:
         assert valid is None
         return norm(x.reshape((-1,) + x.shape[2:])).reshape(x.shape)
 
-    def attention(self, q, k, v):
+    def attention(self, z, q_of, kv_of):
+        q = q_of(z)
+        k, v = kv_of(z)
         return dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5)
 
 
@@ -122,9 +129,12 @@ class TransformerTemporal(nnx.Module):
         # frames become the sequence axis of attention, every pixel of every video a batch row
         y = self.proj_in(rearrange(y, "b n f h w c -> (b h w) (n f) c"))
 
+        split = lambda a: a.reshape(a.shape[:-1] + (self.heads, -1))
+
         def attend(attn, z):
-            split = lambda a: a.reshape(a.shape[0], t, self.heads, -1)
-            out = ops.attention(split(attn.to_q(z)), split(attn.to_k(z)), split(attn.to_v(z)))
+            q_of = lambda rows: split(attn.to_q(rows))
+            kv_of = lambda rows: (split(attn.to_k(rows)), split(attn.to_v(rows)))
+            out = ops.attention(z, q_of, kv_of)
             return attn.to_out(out.reshape(z.shape[0], t, -1))
 
         for block in self.transformer_blocks:

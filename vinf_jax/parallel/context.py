@@ -4,7 +4,9 @@
 inside ``jax.shard_map`` over the mesh axis ``"clips"``: each device holds ``clips`` consecutive
 clips of ``F`` frames. Neighbouring clips' edge frames (halos) are plain slices inside a device and
 cross device boundaries with ``lax.ppermute`` (no wrap-around: the video's ends receive nothing);
-the global-context rows of ``k`` and ``v`` are gathered from every device with ``lax.all_gather``.
+the global-context rows are gathered from every device with ``lax.all_gather``. Whatever one layer
+exchanges (k and v, or the attention's input rows) travels packed: one ``ppermute`` per direction
+and one gather per layer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from vinf_jax.config import VideoInfinityConfig
@@ -61,17 +64,28 @@ class ClipParallelTemporal:
         pairs = [(i, i + 1) for i in range(d - 1)] if direction > 0 else [(i + 1, i) for i in range(d - 1)]
         return lax.ppermute(x, AXIS, pairs)
 
-    def halo_window(self, xc: jax.Array, pad: int) -> jax.Array:
-        """(B, clips, F, ...) -> (B, clips, F + 2*pad, ...): [last pad of clip c-1, clip c, first pad of c+1].
+    def halos(self, parts: tuple[jax.Array, ...], pad: int) -> list[tuple[jax.Array, jax.Array]]:
+        """For each (B, clips, F, ...) array: (left, right) halos (B, clips, pad, ...), the last
+        ``pad`` frames of clip c-1 and the first ``pad`` of clip c+1.
 
-        Only the ``pad`` edge frames cross devices, one ``ppermute`` per direction.
+        Only the edge clips' ``pad`` frames cross devices, all parts stacked into one ``ppermute``
+        per direction.
         """
+        f = self.clip_frames
+        to_right = self._shift(jnp.stack([p[:, -1:, f - pad:] for p in parts]), +1)
+        to_left = self._shift(jnp.stack([p[:, :1, :pad] for p in parts]), -1)
+        out = []
+        for i, p in enumerate(parts):
+            left = jnp.concatenate([to_right[i], p[:, :-1, f - pad:]], axis=1)
+            right = jnp.concatenate([p[:, 1:, :pad], to_left[i]], axis=1)
+            out.append((left, right))
+        return out
+
+    def halo_window(self, xc: jax.Array, pad: int) -> jax.Array:
+        """(B, clips, F, ...) -> (B, clips, F + 2*pad, ...): [last pad of clip c-1, clip c, first pad of c+1]."""
         if pad == 0:
             return xc
-        f = xc.shape[2]
-        head, tail = xc[:, :, :pad], xc[:, :, f - pad:]
-        left = jnp.concatenate([self._shift(tail[:, -1:], +1), tail[:, :-1]], axis=1)
-        right = jnp.concatenate([head[:, 1:], self._shift(head[:, :1], -1)], axis=1)
+        ((left, right),) = self.halos((xc,), pad)
         return jnp.concatenate([left, xc, right], axis=2)
 
     def in_video(self, pad: int) -> jax.Array:
@@ -92,52 +106,89 @@ class ClipParallelTemporal:
         return Window(win, valid, pad)
 
     # -- group norm --------------------------------------------------------------------------
+    def _window_counts(self, length: int, exact: bool) -> np.ndarray:
+        """Frames entering the statistics of each of the N clips, (N,), known at trace time."""
+        pad = (length - self.clip_frames) // 2
+        if not exact:
+            return np.full((self.num_clips,), length)
+        first = np.arange(self.num_clips)[:, None] * self.clip_frames - pad + np.arange(length)[None, :]
+        return ((first >= 0) & (first < self.num_clips * self.clip_frames)).sum(axis=1)
+
     def group_norm(self, norm: GroupNorm, x: jax.Array, valid: jax.Array | None) -> jax.Array:
         """Per-clip statistics over (frames, H, W, group channels), or pooled over every clip
-        (``group_norm.sync``: sums and counts ``psum``-ed across the mesh)."""
+        (``group_norm.sync``).
+
+        One float32 pass over the data: sums of ``x - K`` and its square, with ``K`` the mean of one
+        row of the clip's middle frame (an own frame of every window), so the sum of squares does
+        not cancel the mean away (a plain ``E[x^2] - E[x]^2`` would for ``|mean| >> std``). Each
+        clip's (mean, centred sum of squares) then merge exactly over clips (Chan et al.): with
+        sync, one ``all_gather`` of those per-clip pairs, merged in clip order on every device, so
+        the pooled statistics do not depend on how many devices hold the clips. The counts are
+        static (which window frames exist depends only on the clip's index).
+        """
         g = grouped(x, norm.num_groups)  # (B, clips, L, H, W, G, Cg)
-        axes = (2, 3, 4, 6)
+        length = g.shape[2]
         per_frame = g.shape[3] * g.shape[4] * g.shape[6]
-        if valid is None:
-            mask = None
-            count = jnp.full((self.clips,), g.shape[2] * per_frame, jnp.float32)
-        else:
+        shift = g[:, :, length // 2, :1].mean(axis=(2, 3, 5))[:, :, None, None, None, :, None]  # (B, clips, 1, 1, 1, G, 1)
+        dev = g - shift
+        # per-frame sums first, masked after: the mask then touches (B, clips, L, G) numbers, and
+        # the full-size deviations are never written out (XLA fuses them into the reductions)
+        s1 = dev.sum(axis=(3, 4, 6), keepdims=True)  # (B, clips, L, 1, 1, G, 1)
+        s2 = jnp.square(dev).sum(axis=(3, 4, 6), keepdims=True)
+        if valid is not None:
             mask = valid[None, :, :, None, None, None, None]
-            count = valid.sum(axis=1).astype(jnp.float32) * per_frame
-        masked = (lambda a: a) if mask is None else (lambda a: jnp.where(mask, a, 0.0))
-        total = masked(g).sum(axis=axes, keepdims=True)  # (B, clips, 1, 1, 1, G, 1)
-        count = count[None, :, None, None, None, None, None]
-        if self.vi.group_norm.sync:
-            total = lax.psum(total.sum(axis=1, keepdims=True), AXIS)
-            count = lax.psum(count.sum(axis=1, keepdims=True), AXIS)
-        mean = total / count
-        sq = masked(jnp.square(g - mean)).sum(axis=axes, keepdims=True)
-        if self.vi.group_norm.sync:
-            sq = lax.psum(sq.sum(axis=1, keepdims=True), AXIS)
-        return norm.normalize(x, mean, sq / count)
+            s1, s2 = jnp.where(mask, s1, 0.0), jnp.where(mask, s2, 0.0)
+        s1, s2 = s1.sum(axis=2, keepdims=True), s2.sum(axis=2, keepdims=True)
+        counts = self._window_counts(length, valid is not None) * per_frame  # (N,)
+        if valid is None:
+            count = jnp.float32(length * per_frame)
+        else:
+            count = jnp.asarray(counts, jnp.float32)[self.clip_index()][None, :, None, None, None, None, None]
+        mean = shift + s1 / count
+        m2 = s2 - s1 * (s1 / count)
+        if not self.vi.group_norm.sync:
+            return norm.normalize(x, mean, m2 / count)
+        stats = jnp.stack([mean, m2])  # (2, B, clips, 1, 1, 1, G, 1)
+        if self.devices > 1:
+            stats = lax.all_gather(stats, AXIS, axis=2, tiled=True)  # every clip in clip order
+        n_c = jnp.asarray(counts, jnp.float32)[None, :, None, None, None, None, None]
+        total = float(counts.sum())
+        mean_c, m2_c = stats[0], stats[1]
+        pooled = (n_c * mean_c).sum(axis=1, keepdims=True) / total
+        m2 = m2_c.sum(axis=1, keepdims=True) + (n_c * jnp.square(mean_c - pooled)).sum(axis=1, keepdims=True)
+        return norm.normalize(x, pooled, m2 / total)
 
     # -- dual-scope attention ----------------------------------------------------------------
-    def global_context(self, kc: jax.Array) -> jax.Array | None:
-        """The G global rows of every clip, in clip order: (B, G, heads, d), or None if G == 0."""
+    def _shared(self, xc: jax.Array) -> jax.Array:
+        """The shared frames of each local clip by a strided slice, (B, clips * R, ...) in clip order."""
         f, n = self.clip_frames, self.num_clips
         idx = self.vi.shared_frames(f, n)
+        step = idx[1] - idx[0] if len(idx) > 1 else 1
+        rows = xc[:, :, idx[0]:idx[-1] + 1:step]
+        return rows.reshape((rows.shape[0], self.clips * len(idx)) + rows.shape[3:])
+
+    def global_context(self, parts: tuple[jax.Array, ...]) -> list[jax.Array] | None:
+        """The G global rows of every clip, in clip order, for each (B, clips, F, ...) part:
+        (B, G, ...) each, or None if G == 0. All parts travel in one collective."""
+        f, n = self.clip_frames, self.num_clips
         rows = self.vi.global_rows(f, n)
         if rows == 0:
             return None
-        b = kc.shape[0]
-        shared = kc[:, :, list(idx)].reshape((b, self.clips * len(idx)) + kc.shape[3:])
-        if rows == n * len(idx):
-            if self.devices == 1:
-                return shared
-            return lax.all_gather(shared, AXIS, axis=1, tiled=True)
-        # The concatenation is cut to G < N*s rows (top_k < N, or striding gave more than
-        # top_k // N rows): rows past G are never used, so instead of gathering them each device
-        # adds its kept rows into a G-row buffer, one psum of exactly the rows the spec keeps.
-        s = len(idx)
-        slot = (self.clip_index()[:, None] * s + jnp.arange(s)[None, :]).reshape(-1)  # row in concat order
-        onehot = jax.nn.one_hot(slot, rows, dtype=shared.dtype)  # (clips*s, G); all-zero past G
-        buf = jnp.einsum("jg,bj...->bg...", onehot, shared)
-        return buf if self.devices == 1 else lax.psum(buf, AXIS)
+        s = len(self.vi.shared_frames(f, n))
+        shared = jnp.stack([self._shared(p) for p in parts], axis=1)  # (B, parts, clips*s, ...)
+        if rows == n * s:
+            if self.devices > 1:
+                shared = lax.all_gather(shared, AXIS, axis=2, tiled=True)
+        else:
+            # The concatenation is cut to G < N*s rows (top_k < N, or striding gave more than
+            # top_k // N rows): rows past G are never used, so instead of gathering them each device
+            # adds its kept rows into a G-row buffer, one psum of exactly the rows the spec keeps.
+            slot = (self.clip_index()[:, None] * s + jnp.arange(s)[None, :]).reshape(-1)  # row in concat order
+            onehot = jax.nn.one_hot(slot, rows, dtype=shared.dtype)  # (clips*s, G); all-zero past G
+            shared = jnp.einsum("jg,bpj...->bpg...", onehot, shared)
+            if self.devices > 1:
+                shared = lax.psum(shared, AXIS)
+        return [shared[:, i] for i in range(len(parts))]
 
     def phase_bias(self) -> tuple[jax.Array, jax.Array]:
         """(local, global) logit biases for timestep t."""
@@ -156,39 +207,69 @@ class ClipParallelTemporal:
                 glob += jnp.where(on, a.global_phase.global_biase, 0.0)
         return local, glob
 
-    def attention(self, q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-        """(b, T, heads, d) each -> (b, T, heads, d). Per clip: F queries against
-        [P left halo, F own, P right halo] local keys (a band of 2P+1 around each query) + G global keys."""
-        a = self.vi.attn
-        b, t, h, d = q.shape
-        f, pad = self.clip_frames, a.padding
-        split = lambda z: z.reshape(b, self.clips, f, h, d)
-        qc, kc, vc = split(q), split(k), split(v)
-        k_loc, v_loc = self.halo_window(kc, pad), self.halo_window(vc, pad)
-        k_glob, v_glob = self.global_context(kc), self.global_context(vc)
+    def windows(self, parts: tuple[jax.Array, ...]) -> list[jax.Array]:
+        """Each (B, clips, F, ...) part -> (B, clips, F + 2P + G, ...): [left halo, own frames,
+        right halo, global rows], one tensor per clip, everything exchanged in one round."""
+        pad = self.vi.attn.padding
+        b = parts[0].shape[0]
+        sides = self.halos(parts, pad) if pad > 0 else [(None, None)] * len(parts)
+        glob = self.global_context(parts)
+        out = []
+        for i, p in enumerate(parts):
+            pieces = [sides[i][0], p, sides[i][1]] if pad > 0 else [p]
+            if glob is not None:
+                pieces.append(jnp.broadcast_to(glob[i][:, None], (b, self.clips) + glob[i].shape[1:]))
+            out.append(jnp.concatenate(pieces, axis=2) if len(pieces) > 1 else p)
+        return out
 
+    def attention_bias(self, global_cols: int) -> tuple[jax.Array, jax.Array]:
+        """(bias (clips, F, F + 2P + G) float32, visible keys per row (clips, F)).
+
+        Local column m of query row i is visible for i <= m <= i + 2P (frames i-P .. i+P) and, in
+        ``exact`` mode, only if it is a frame of the video; masked columns get -inf, visible local
+        ones the local phase bias, global ones the global phase bias.
+        """
+        f, pad = self.clip_frames, self.vi.attn.padding
         rows = jnp.arange(f)[:, None]
         cols = jnp.arange(f + 2 * pad)[None, :]
-        visible = (cols >= rows) & (cols <= rows + 2 * pad)  # (F, F+2P): frames i-P .. i+P
+        visible = (cols >= rows) & (cols <= rows + 2 * pad)  # (F, F+2P)
         visible = jnp.broadcast_to(visible, (self.clips, f, f + 2 * pad))
         if self.vi.edge_mode == "exact":  # frames outside the video are masked, not zero keys
             visible = visible & self.in_video(pad)[:, None, :]
-        n_visible = visible.sum(-1).astype(jnp.float32) + (0 if k_glob is None else k_glob.shape[1])
+        local_bias, global_bias = self.phase_bias()
+        bias = jnp.where(visible, local_bias, -jnp.inf)
+        if global_cols:
+            bias = jnp.concatenate([bias, jnp.broadcast_to(global_bias, (self.clips, f, global_cols))], axis=-1)
+        return bias, visible.sum(-1).astype(jnp.float32) + global_cols
 
+    def attention(self, z: jax.Array, q_of, kv_of) -> jax.Array:
+        """z (b, T, C) -> (b, T, heads, d). Per clip: F queries against one key/value tensor of
+        [P left halo, F own, P right halo, G global] rows, one additive bias (band, edges, phases),
+        logits written once, one softmax and one output einsum.
+
+        ``exchange: kv`` projects k and v locally and exchanges their halo and global rows;
+        ``exchange: inputs`` exchanges the rows of z (half the bytes) and projects the 2P + G extra
+        rows here. The projections have no bias, so a zero halo row (edge mode ``zeros``) gives zero
+        k and v either way.
+        """
+        a = self.vi.attn
+        b, t, _ = z.shape
+        f = self.clip_frames
+        zc = z.reshape(b, self.clips, f, -1)
+        q = q_of(zc)  # (b, clips, F, h, d)
+        if a.exchange == "inputs":
+            (z_all,) = self.windows((zc,))
+            k_all, v_all = kv_of(z_all)
+        else:
+            k_all, v_all = self.windows(kv_of(zc))
+        h, d = q.shape[-2:]
+        bias, n_visible = self.attention_bias(k_all.shape[2] - f - 2 * a.padding)
         scale = a.attn_scale / math.sqrt(d)
         if a.token_num_scale:  # row i scaled by ln(n_i) / ln(16), n_i = its unmasked columns
             scale = (scale * jnp.log(n_visible) / math.log(16.0))[None, :, None, :, None]
-        local_bias, global_bias = self.phase_bias()
-        logits = jnp.einsum("bnqhd,bnkhd->bnhqk", qc, k_loc, preferred_element_type=jnp.float32)
-        logits = jnp.where(visible[None, :, None], logits * scale + local_bias, -jnp.inf)
-        if k_glob is not None:
-            g_logits = jnp.einsum("bnqhd,bkhd->bnhqk", qc, k_glob, preferred_element_type=jnp.float32)
-            logits = jnp.concatenate([logits, g_logits * scale + global_bias], axis=-1)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        nloc = f + 2 * pad
-        out = jnp.einsum("bnhqk,bnkhd->bnqhd", probs[..., :nloc], v_loc)
-        if v_glob is not None:
-            out = out + jnp.einsum("bnhqk,bkhd->bnqhd", probs[..., nloc:], v_glob)
+        logits = jnp.einsum("bnqhd,bnkhd->bnhqk", q, k_all, preferred_element_type=jnp.float32)
+        probs = jax.nn.softmax(logits * scale + bias[None, :, None], axis=-1).astype(v_all.dtype)
+        out = jnp.einsum("bnhqk,bnkhd->bnqhd", probs, v_all)
         return out.reshape(b, t, h, d)
 
 
