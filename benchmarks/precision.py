@@ -18,7 +18,6 @@ Reported: relative L2 error of the final latents and of the decoded frames again
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -49,7 +48,6 @@ def rel(a, b) -> float:
 def models(seed=0):
     import torch
     from diffusers import AutoencoderKL, UNet3DConditionModel
-
     from torch_refs import randomize_ as randomize_normal
     from unet_refs import FpsUNet, randomize_
 
@@ -140,9 +138,10 @@ def main(argv=None):
         "versions": {"jax": jax.__version__, "torch": torch.__version__.split("+")[0],
                      "diffusers": __import__("diffusers").__version__},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    from vinf_jax.jsonfile import dumps, write_json
+
+    write_json(args.out, result)
+    print(dumps(result), end="")
 
 
 if __name__ == "__main__":

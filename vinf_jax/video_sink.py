@@ -9,7 +9,6 @@ error, Ctrl-C) stops ffmpeg and deletes them.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from vinf_jax import video_io
+from vinf_jax import jsonfile, video_io
 
 
 class _Abort(BaseException):
@@ -93,7 +92,7 @@ class VideoSink:
         self.finish()
         if sidecar is not None:
             self._temps[".json"] = video_io.temp_path(self.folder, ".json")
-            self._temps[".json"].write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+            self._temps[".json"].write_text(jsonfile.dumps(sidecar))
         stem = video_io.publish(self._temps, name)
         self._temps = {}
         return stem

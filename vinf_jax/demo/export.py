@@ -12,11 +12,11 @@ result exactly as it converts downloaded weights::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from vinf_jax import jsonfile
 from vinf_jax.convert.mapping import flatten_pure, torch_key
 
 
@@ -45,5 +45,5 @@ def write_component(folder: Path, config: dict, weights_name: str, tensors: dict
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    jsonfile.write_json(folder / "config.json", config, sort_keys=True)
     save_file(tensors, str(folder / weights_name), metadata={"format": "pt"})

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vinf_jax import jsonfile
 from vinf_jax.demo import world
 
 SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear",
@@ -237,9 +237,9 @@ def loss_curve_png(path: Path, curves: dict[str, list[float]]) -> None:
 def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) -> None:
     from flax import nnx
 
+    from vinf_jax.convert.keymaps import unet_rename
     from vinf_jax.demo.export import torch_state_dict, write_component
     from vinf_jax.demo.tokenizer import write_tokenizer
-    from vinf_jax.convert.keymaps import unet_rename
 
     pure = lambda m: nnx.to_pure_dict(nnx.state(m, nnx.Param))
     write_component(out / "unet", {"_class_name": "UNet3DConditionModel", **unet_cfg.to_dict(), "sample_size": 8,
@@ -252,8 +252,7 @@ def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) 
                                   "act_fn": "silu", "sample_size": world.SIZE},
                     "diffusion_pytorch_model.safetensors", torch_state_dict(pure(ae), dtype=dtype))
     write_tokenizer(out / "tokenizer")
-    (out / "scheduler").mkdir(exist_ok=True)
-    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER, indent=2, sort_keys=True) + "\n")
+    jsonfile.write_json(out / "scheduler" / "scheduler_config.json", SCHEDULER, sort_keys=True)
 
 
 def _special_ids() -> dict:
@@ -325,12 +324,12 @@ def main(argv=None) -> int:
     loss_curve_png(tmp / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": unet_losses})
     from importlib.metadata import version
 
-    (tmp / "train_log.json").write_text(json.dumps({
+    jsonfile.write_json(tmp / "train_log.json", {
         "preset": p, "seed": args.seed, "wall_s": round(wall, 1), "vae_wall_s": round(t_vae, 1),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}",
         "versions": {k: version(k) for k in ("jax", "flax", "optax")},
         "final": {"vae_mse": float(np.mean(vae_losses[-50:])), "unet_loss": float(np.mean(unet_losses[-100:]))},
-        "log": lines}, indent=1) + "\n")
+        "log": lines})
     os.replace(tmp, out)
     log(f"wrote {out} ({wall:.0f} s of training)")
     return 0
