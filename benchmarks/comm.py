@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Bytes every device sends per UNet evaluation of the clip-parallel UNet, measured from XLA's HLO
-and checked against the spec's analytic count (SPEC-video-infinity.md section 5).
+and checked against the analytic count of docs/method.md §7.
 
     python benchmarks/comm.py                      # full size, D = 8 virtual CPU devices (~10 s)
     python benchmarks/comm.py --stage compiled     # the HLO after XLA's CPU passes (~20-40 s more)

@@ -253,7 +253,7 @@ def test_override_without_equals_fails():
         load_config(ORIGINAL / "config.json", TINY + ["pipe_configs.steps"])
 
 
-# ----------------------------------------------------------------------------- clip striding (spec §3)
+# ----------------------------------------------------------------------------- clip striding (docs/method.md §5.1)
 
 @pytest.mark.parametrize("frames, clips, top_k, indices, rows", [
     (24, 8, 16, (0, 12), 16),

@@ -1,4 +1,4 @@
-"""The clip-parallel UNet (shard_map over "clips") against the plain oracle of the spec."""
+"""The clip-parallel UNet (shard_map over "clips") against the plain oracle of docs/method.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A deliberately plain, unsharded oracle of SPEC-video-infinity.md on the whole T = N*F sequence.
+"""A deliberately plain, unsharded oracle of docs/method.md on the whole T = N*F sequence.
 
 It replaces the two temporal layer types' ``__call__`` (via monkeypatch) with explicit per-clip
 loops: variable-length windows, explicit key lists and masks. It shares only the weights (and the

@@ -58,7 +58,7 @@ _channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3
 
 
 def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
-    """Clip c uses prompts[(c * len(prompts)) // N] (spec section 1)."""
+    """Clip c uses prompts[(c * len(prompts)) // N] (docs/method.md §1)."""
     return [(c * num_prompts) // num_clips for c in range(num_clips)]
 
 

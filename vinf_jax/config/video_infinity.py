@@ -21,7 +21,7 @@ EXCHANGES = ("kv", "inputs")  # what temporal attention sends between devices
 
 @dataclass(frozen=True)
 class Phase:
-    """Logit biases for the local window and the global columns, by timestep (see the spec, §3).
+    """Logit biases for the local window and the global columns, by timestep (docs/method.md §5.3).
 
     `local_phase` applies when `t < Phase.t`, `global_phase` when `t >= Phase.t`. Values are
     validated by the `AttnConfig` that holds the phase (which knows its key path).
@@ -178,7 +178,7 @@ class VideoInfinityConfig:
                             "one clip: padding frames come from one neighbour clip)", value)
 
     def shared_frames(self, num_frames: int, num_clips: int) -> tuple[int, ...]:
-        """Local indices of the frames each clip shares as global context (spec §3, uniform striding).
+        """Local indices of the frames each clip shares as global context (docs/method.md §5.1, uniform striding).
 
         S = top_k // N frames per clip; if S > 0, every `max(F // S, 1)`-th frame from 0 (this can
         be more than S frames), else frame 0 alone.

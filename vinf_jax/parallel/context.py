@@ -182,7 +182,7 @@ class ClipParallelTemporal:
         else:
             # The concatenation is cut to G < N*s rows (top_k < N, or striding gave more than
             # top_k // N rows): rows past G are never used, so instead of gathering them each device
-            # adds its kept rows into a G-row buffer, one psum of exactly the rows the spec keeps.
+            # adds its kept rows into a G-row buffer, one psum of exactly the rows the method keeps (docs/method.md §5.1).
             slot = (self.clip_index()[:, None] * s + jnp.arange(s)[None, :]).reshape(-1)  # row in concat order
             onehot = jax.nn.one_hot(slot, rows, dtype=shared.dtype)  # (clips*s, G); all-zero past G
             shared = jnp.einsum("jg,bpj...->bpg...", onehot, shared)
