@@ -60,14 +60,10 @@ def _parse_args(argv=None):
 
 
 ARGS = _parse_args()
-# Virtual devices must be requested before jax is imported.
-os.environ["XLA_FLAGS"] = " ".join(
-    [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-    + [f"--xla_force_host_platform_device_count={ARGS.devices}"])
-os.environ["JAX_PLATFORMS"] = "cpu"
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
+
+common.virtual_cpu_devices(ARGS.devices)  # before jax is imported
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

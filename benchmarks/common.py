@@ -50,6 +50,15 @@ def vae_dict(small: bool) -> dict:
     return dict(SMALL_VAE if small else FULL_VAE)
 
 
+def virtual_cpu_devices(n: int) -> None:
+    """Run on ``n`` virtual CPU devices; must be called before jax is imported."""
+    assert "jax" not in sys.modules, "virtual_cpu_devices must run before jax is imported"
+    os.environ["XLA_FLAGS"] = " ".join(
+        [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+        + [f"--xla_force_host_platform_device_count={n}"])
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
+
 # --------------------------------------------------------------------------- random weights (JAX)
 def random_params_on_device(abstract, dtype, seed: int = 0, sharding=None, host_limit: int = 50_000_000):
     """A random tree shaped like ``abstract`` (ShapeDtypeStructs), with ``vinf_jax.random_init``'s rule

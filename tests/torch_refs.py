@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vinf_jax.tokenizers.openclip import bytes_to_unicode
+
 TINY_CLIP_TEXT = dict(vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                       num_attention_heads=4, max_position_embeddings=77, layer_norm_eps=1e-5,
                       bos_token_id=998, eos_token_id=999, pad_token_id=999)
@@ -58,19 +60,6 @@ def tiny_vae(seed: int = 0, **overrides):
     return randomize_(model, 0.05, seed), dict(model.config)
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP byte -> printable unicode character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 TINY_MERGES = ["t h", "th e</w>", "a n", "an d</w>", "c a", "ca t</w>", "o n</w>", "i n", "in g</w>"]
 
 
@@ -84,7 +73,7 @@ def tiny_tokenizer(tmp_dir) -> "transformers.CLIPTokenizer":  # noqa: F821
     from transformers import CLIPTokenizer
 
     tmp_dir = Path(tmp_dir)
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + [m.replace(" ", "") for m in TINY_MERGES]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}

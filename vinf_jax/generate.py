@@ -124,9 +124,8 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                "compile_cache": {"dir": pipe.compile_cache_dir, "hits": compiled["cache_hits"],
                                  "misses": compiled["cache_misses"]},
                "denoise_s": round(denoise_s, 3), "frames": frames}
-    cache = compiled["cache_hits"]
-    cache_note = (f"compile cache: {cache} hit(s), {compiled['cache_misses']} miss(es)" if pipe.compile_cache_dir
-                  else "compile cache off")
+    cache_note = (f"compile cache: {compiled['cache_hits']} hit(s), {compiled['cache_misses']} miss(es)"
+                  if pipe.compile_cache_dir else "compile cache off")
 
     from vinf_jax.contact_sheet import write_contact_sheet
     from vinf_jax.seams import SeamAccumulator, jsonable, summary_line

@@ -32,7 +32,7 @@ _PATTERN = r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\
 
 
 @functools.lru_cache(maxsize=1)
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2 / CLIP table from bytes to printable characters (the BPE works on these)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -70,7 +70,7 @@ class OpenCLIPTokenizer:
         import regex  # declared dependency; \p{L} classes are not in the standard re module
 
         self.model_max_length = context_length
-        self._byte_encoder = _bytes_to_unicode()
+        self._byte_encoder = bytes_to_unicode()
         vocab = list(self._byte_encoder.values())
         vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + list(SPECIAL)
         self.encoder = {t: i for i, t in enumerate(vocab)}
