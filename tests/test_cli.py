@@ -170,38 +170,32 @@ LONG_PROMPT = " ".join(["a very long prompt"] * 30)  # 120 words: more than the 
 
 
 def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_compile_cache(tmp_path):
-    """The README's demo (configs/demo.json, the trained tiny-demo) fixes the video, not the
-    hardware: 8 clips on 8 virtual devices and on one device give the same frames. A second run with
-    the same compilation cache reads the programs instead of compiling them. An over-long prompt
-    gives one readable warning line."""
-    sets = ["pipe_configs.steps=2", "pipe_configs.num_frames=4", "plugin_configs.attn.padding=3", "save_frames=npy",
-            f'pipe_configs.prompts=["{LONG_PROMPT}", "a blue square moving left"]']
+    """The README's demo, exactly as the README runs it (configs/demo.json: 8 clips of 8 frames, 12
+    steps, the trained tiny-demo), fixes the video, not the hardware: on 8 virtual devices and on one
+    device the saved frames agree within 1e-5. A second run with the same compilation cache reads the
+    programs instead of compiling them and writes the same frames."""
+    sets = ["save_frames=npy"]  # the frames as float32 numbers beside the mp4
     cache = {"VINF_JAX_CACHE_DIR": str(tmp_path / "cache"), "VINF_CACHE": str(tmp_path / "home_cache")}
     runs = {}
     for name, env in [("first", cache), ("second", cache), ("one_device", {**cache, "JAX_NUM_CPU_DEVICES": "1"})]:
         r = generate(ROOT / "configs/demo.json", sets + [f"base_path={tmp_path}/{name}"], tmp_path, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         (npy,) = (tmp_path / name).glob("*.npy")
-        runs[name] = dict(stderr=r.stderr, frames=np.load(npy),
-                          side=json.loads(npy.with_suffix(".json").read_text()))
+        runs[name] = dict(frames=np.load(npy), side=json.loads(npy.with_suffix(".json").read_text()))
     first, second, one = runs["first"], runs["second"], runs["one_device"]
     assert len(first["side"]["resolved"]["devices"]) == 8 and len(one["side"]["resolved"]["devices"]) == 1
     assert one["side"]["resolved"]["devices_why"] == "all 1 available device(s), 8 clip(s) each"
     assert first["side"]["resolved"]["devices_why"] == "all 8 available device(s), 1 clip(s) each"
-    assert first["frames"].shape == (8 * 4, 64, 64, 3)
-    # float32 sums run in other orders when one device holds 8 clips instead of 1: on the trained demo
-    # model up to ~1.1e-5 in a handful of values (tiny-random: within 1e-5, test below)
-    np.testing.assert_allclose(one["frames"], first["frames"], atol=3e-5)
+    assert first["frames"].shape == (8 * 8, 64, 64, 3)
+    # float32 sums may run in other orders when one device holds 8 clips instead of 1 (measured on
+    # 2 cores: 3.7e-6 at most, in float32 frames in [0, 1])
+    np.testing.assert_allclose(one["frames"], first["frames"], atol=1e-5)
     t1, t2 = first["side"]["timings"], second["side"]["timings"]
     assert t1["compile_cache"]["dir"] == str(tmp_path / "cache")
     assert t1["compile_cache"]["misses"] > 0 and t1["compile_cache"]["hits"] == 0
     assert t2["compile_cache"]["hits"] == t1["compile_cache"]["misses"] and t2["compile_cache"]["misses"] == 0
     assert t2["compile_s"] < 0.5 * t1["compile_s"]
     np.testing.assert_array_equal(second["frames"], first["frames"])
-    warns = [ln for ln in first["stderr"].splitlines() if ln.startswith("warning: prompt")]
-    assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], \
-        first["stderr"]
-    assert "warnings.warn" not in first["stderr"]  # no Python source line echoed under the warning
 
 
 def test_out_of_device_memory_is_one_error_line_and_no_file(tmp_path, monkeypatch, capsys):
@@ -237,15 +231,21 @@ def test_out_of_device_memory_is_one_error_line_and_no_file(tmp_path, monkeypatc
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_tiny_config_same_frames_on_1_and_8_devices(tmp_path):
-    """configs/tiny.json (tiny-random) on one device and on 8 virtual devices: npy within 1e-5."""
+def test_tiny_config_same_frames_on_1_and_8_devices_and_long_prompts_warn_once(tmp_path):
+    """configs/tiny.json (tiny-random) on one device and on 8 virtual devices: npy within 1e-5. An
+    over-long prompt gives one readable warning line (no Python source line under it)."""
+    prompts = f'pipe_configs.prompts=["{LONG_PROMPT}", "a blue square moving left"]'
     frames = {}
     for name, env in [("eight", {}), ("one", {"JAX_NUM_CPU_DEVICES": "1"})]:
-        r = generate(ROOT / "configs/tiny.json", SMALL + ["save_frames=npy", f"base_path={tmp_path}/{name}"], tmp_path,
-                     env=env)
+        r = generate(ROOT / "configs/tiny.json", SMALL + ["save_frames=npy", prompts, f"base_path={tmp_path}/{name}"],
+                     tmp_path, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         (npy,) = (tmp_path / name).glob("*.npy")
         frames[name] = np.load(npy)
         assert len(json.loads(npy.with_suffix(".json").read_text())["resolved"]["devices"]) == (1 if env else 8)
+        warns = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: prompt")]
+        assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], \
+            r.stderr
+        assert "warnings.warn" not in r.stderr  # no Python source line echoed under the warning
     assert frames["one"].shape == (8 * 4, 32, 32, 3)
     np.testing.assert_allclose(frames["one"], frames["eight"], atol=1e-5)

@@ -140,14 +140,18 @@ class ClipParallelTemporal:
             s1, s2 = jnp.where(mask, s1, 0.0), jnp.where(mask, s2, 0.0)
         s1, s2 = s1.sum(axis=2, keepdims=True), s2.sum(axis=2, keepdims=True)
         counts = self._window_counts(length, valid is not None) * per_frame  # (N,)
+        # Divide by multiplying with 1/count rounded once on the host: dividing by a count that is a
+        # constant on one device but a gathered value on many lets XLA round differently per device
+        # count (it folds constant divisions into multiplications), and the video would depend on it.
+        inv = np.float32(1) / counts.astype(np.float32)
         if valid is None:
-            count = jnp.float32(length * per_frame)
+            inv_count = jnp.float32(inv[0])
         else:
-            count = jnp.asarray(counts, jnp.float32)[self.clip_index()][None, :, None, None, None, None, None]
-        mean = shift + s1 / count
-        m2 = s2 - s1 * (s1 / count)
+            inv_count = jnp.asarray(inv)[self.clip_index()][None, :, None, None, None, None, None]
+        mean = shift + s1 * inv_count
+        m2 = s2 - s1 * (s1 * inv_count)
         if not self.vi.group_norm.sync:
-            return norm.normalize(x, mean, m2 / count)
+            return norm.normalize(x, mean, m2 * inv_count)
         stats = jnp.stack([mean, m2])  # (2, B, clips, 1, 1, 1, G, 1)
         if self.devices > 1:
             stats = lax.all_gather(stats, AXIS, axis=2, tiled=True)  # every clip in clip order
