@@ -231,6 +231,78 @@ def test_out_of_device_memory_is_one_error_line_and_no_file(tmp_path, monkeypatc
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_decode_out_of_memory_shrinks_the_chunk_then_keeps_the_latents(tmp_path, monkeypatch, capsys):
+    """Decoding is where a long video's finished latents could be lost. The runtime's
+    RESOURCE_EXHAUSTED raised where a chunk of frames is decoded: (1) while more than one frame per
+    device is decoded at once, the chunk is halved, one warning each time, and the same video comes
+    out; (2) if even one frame per device fails, the latents are kept beside where the video would
+    be (one error line names them, exit 2, no video), and ``--latents`` decodes them in a later run
+    into the video the first run would have written."""
+    import jax
+
+    from vinf_jax import generate as cli
+    from vinf_jax.pipeline import VideoInfinityPipeline
+
+    def args(out, *extra):
+        return ["--config", str(ROOT / "configs/tiny.json"), "--quiet", "--set", f"base_path={tmp_path / out}",
+                "--set", "save_frames=npy", *sum((["--set", x] for x in SMALL), []), *extra]
+
+    def frames(out):
+        (npy,) = [p for p in (tmp_path / out).glob("*.npy") if not p.name.endswith(".latents.npy")]
+        return np.load(npy)
+
+    assert cli.main(args("plain")) == 0
+    program = VideoInfinityPipeline._chunk_program
+    tried = []
+
+    def failing_above(limit):
+        def chunk_program(self, plan, raw):
+            run = program(self, plan, raw)
+
+            def maybe_fail(*a):
+                tried.append(plan.per_chunk)
+                if plan.per_chunk > limit:
+                    raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.1GiB.")
+                return run(*a)
+            return maybe_fail
+        return chunk_program
+
+    monkeypatch.setattr(VideoInfinityPipeline, "_chunk_program", failing_above(1))
+    capsys.readouterr()
+    assert cli.main(args("shrunk")) == 0
+    assert [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")] == [
+        "warning: out of device memory decoding 4 frames per device at once; decoding 2 at a time",
+        "warning: out of device memory decoding 2 frames per device at once; decoding 1 at a time"]
+    assert tried[0] == 4 and tried[-1] == 1 and set(tried) == {4, 2, 1}  # SMALL: 4 frames per device
+    np.testing.assert_allclose(frames("shrunk"), frames("plain"), atol=1e-5)
+
+    monkeypatch.setattr(VideoInfinityPipeline, "_chunk_program", failing_above(0))
+    capsys.readouterr()
+    assert cli.main(args("lost")) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    (kept,) = (tmp_path / "lost").glob("*.latents.npy")
+    assert line == (f"error: out of device memory while decoding 32 frames of 32x32 (float32, 8 device(s)), even one "
+                    f"frame per device at a time; the denoised latents are kept in {kept}: decode them in a fresh "
+                    f"run with the same config and --latents {kept}")
+    assert kept.name == "0_32_2_24.latents.npy" and np.load(kept).shape == (1, 4, 32, 4, 4)
+    assert not list((tmp_path / "lost").glob("*.mp4")) and not list((tmp_path / "lost").glob(".vinf-*"))
+
+    monkeypatch.setattr(VideoInfinityPipeline, "_chunk_program", program)
+    assert cli.main(args("decoded", "--latents", str(kept))) == 0
+    np.testing.assert_array_equal(frames("decoded"), frames("plain"))
+    (side,) = (tmp_path / "decoded").glob("*.json")
+    assert json.loads(side.read_text())["resolved"]["scheduler"] == {"decoded_from": str(kept)}
+
+    capsys.readouterr()
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((1, 4, 16, 4, 4), np.float32))
+    for bad, says in [(wrong, "holds float32 (1, 4, 16, 4, 4); this config makes float32 (1, 4, 32, 4, 4)"),
+                      (tmp_path / "missing.npy", "does not exist")]:
+        assert cli.main(args("bad", "--latents", str(bad))) == 2
+        assert f"error: --latents: {bad} {says}" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").glob("*.mp4"))
+
+
 def test_tiny_config_same_frames_on_1_and_8_devices_and_long_prompts_warn_once(tmp_path):
     """configs/tiny.json (tiny-random) on one device and on 8 virtual devices: npy within 1e-5. An
     over-long prompt gives one readable warning line (no Python source line under it)."""

@@ -27,3 +27,10 @@ class OutOfMemoryError(VinfError, MemoryError):
 
 class VinfWarning(UserWarning):
     """Something the user should know that does not stop the run; the CLI prints it as one line."""
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A runtime error of the XLA backend saying the device memory is exhausted."""
+    import jax  # here, not above: configs and errors load without jax
+
+    return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)

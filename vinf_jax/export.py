@@ -3,7 +3,9 @@
 Devices decode chunk k+1.. while the host writes chunk k (JAX dispatches asynchronously; at most
 ``ahead`` chunks are queued on the devices and ``depth`` on the host), frames are converted to
 uint8 on the devices, and only process 0 receives them (``parallel/stream.py``). Host memory is a
-few chunks of D x c frames, whatever the video's length. Used by
+few chunks of D x c frames, whatever the video's length. If the devices run out of memory on the
+first chunk, the chunk is halved (down to one frame per device) and the export starts again: nothing
+was written or shown yet, and the finished latents are not lost to a decode size. Used by
 ``VideoInfinityPipeline.export_video`` and the CLI.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vinf_jax import video_io
-from vinf_jax.errors import ConfigError
+from vinf_jax.errors import ConfigError, VinfWarning, is_out_of_memory
 from vinf_jax.parallel.stream import TRANSFERS, ChunkPlan, chunk_layout, fetch_chunk, wait_ready
 
 
@@ -96,13 +99,29 @@ def export_video(pipe, latents, path, fps: float = 8, *, save_frames: str | None
     """Decode ``latents`` on the mesh and stream the mp4 to ``path`` (see
     ``VideoInfinityPipeline.export_video``). ``observe(uint8 frames)`` sees every chunk in order
     on process 0 (the CLI's seam scores and contact sheet). ``path``: a file (``.mp4`` added if missing; if it
-    exists by the end, ``<stem>_1``... is used) or a ``video_io.OutputName``."""
+    exists by the end, ``<stem>_1``... is used) or a ``video_io.OutputName``. Out of device memory
+    before the first chunk is out: ``chunk`` is halved and the export starts again (one warning)."""
     if save_frames not in (None, "npy"):
         raise ConfigError(f"save_frames={save_frames!r}: allowed null or 'npy'")
     name = path if isinstance(path, video_io.OutputName) else video_io.OutputName.explicit(path)
+    while True:
+        state = {}  # "plan" once planned, "out" once a chunk reached the host (then no retry)
+        try:
+            return _export(pipe, latents, name, fps, save_frames, sidecar, chunk, ahead, progress, observe, state)
+        except Exception as e:
+            plan = state.get("plan")
+            if not is_out_of_memory(e) or plan is None or "out" in state or plan.per_chunk == 1:
+                raise
+            chunk = plan.per_chunk // 2
+            warnings.warn(f"out of device memory decoding {plan.per_chunk} frames per device at once; "
+                          f"decoding {chunk} at a time", VinfWarning, stacklevel=2)
+
+
+def _export(pipe, latents, name, fps, save_frames, sidecar, chunk, ahead, progress, observe, state) -> ExportResult:
     t0 = time.perf_counter()
     before = dict(TRANSFERS)
     plan, chunks = frame_chunks(pipe, latents, chunk, ahead, raw=save_frames == "npy")
+    state["plan"] = plan
     s = pipe.vae_scale_factor
     t, h, w = plan.frames, np.shape(latents)[3] * s, np.shape(latents)[4] * s
     wait = 0.0
@@ -114,7 +133,7 @@ def export_video(pipe, latents, path, fps: float = 8, *, save_frames: str | None
 
     if jax.process_index() != 0:
         for _ in chunks:
-            pass
+            state["out"] = True
         return result(None)
     from vinf_jax.video_sink import VideoSink
 
@@ -125,6 +144,7 @@ def export_video(pipe, latents, path, fps: float = 8, *, save_frames: str | None
             wait += time.perf_counter() - t1
             if out is None:
                 break
+            state["out"] = True
             if observe is not None:
                 observe(out[0])
             sink.put(*out)

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from vinf_jax.config import GenerateConfig, load_config, to_dict
-from vinf_jax.errors import VinfError, VinfWarning
+from vinf_jax.errors import ConfigError, OutOfMemoryError, VinfError, VinfWarning, is_out_of_memory
 
 
 def _parse(argv):
@@ -24,6 +24,9 @@ def _parse(argv):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set pipe_configs.steps=10 (repeatable)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--latents", metavar="FILE.latents.npy",
+                    help="decode latents an earlier run of the same config kept (it ran out of device memory "
+                         "while decoding) instead of denoising again")
     return ap.parse_args(argv)
 
 
@@ -64,7 +67,23 @@ def select_devices(jax, cfg: GenerateConfig):
     return devices[: plan.count], plan.reason
 
 
-def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
+def read_latents(path: str | Path, want: tuple[int, ...]):
+    """Latents kept by an earlier run (``video_io.keep_latents``): float32 of shape ``want``; no pickles."""
+    import numpy as np
+
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"--latents: {path} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--latents: {path} is not a numpy .npy array of numbers ({e})") from None
+    if x.shape != want or x.dtype != np.float32:
+        raise ConfigError(f"--latents: {path} holds {x.dtype} {x.shape}; this config makes float32 {want} "
+                          "(1, channels, num_clips*num_frames, height/8, width/8): use the config that made them")
+    return x
+
+
+def run(cfg: GenerateConfig, quiet: bool = False, latents_file: str | None = None) -> dict:
     from vinf_jax import video_io
 
     jax = start_jax(cfg)
@@ -104,11 +123,18 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
             bar.update(1)
 
     t1 = time.perf_counter()
-    latents = pipe(list(pipe_cfg.prompts), num_frames=pipe_cfg.num_frames, num_clips=n, steps=pipe_cfg.steps,
-                   guidance_scale=pipe_cfg.guidance_scale, fps=pipe_cfg.fps, height=pipe_cfg.height,
-                   width=pipe_cfg.width, seed=cfg.seed, negative_prompt=pipe_cfg.negative_prompt,
-                   scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
-                   output_type="latent", progress=progress)
+    if latents_file is None:
+        latents = pipe(list(pipe_cfg.prompts), num_frames=pipe_cfg.num_frames, num_clips=n, steps=pipe_cfg.steps,
+                       guidance_scale=pipe_cfg.guidance_scale, fps=pipe_cfg.fps, height=pipe_cfg.height,
+                       width=pipe_cfg.width, seed=cfg.seed, negative_prompt=pipe_cfg.negative_prompt,
+                       scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
+                       output_type="latent", progress=progress)
+        sampled = pipe.scheduler_used
+    else:  # an earlier run denoised these; only the decode is left
+        s = pipe.vae_scale_factor
+        latents = read_latents(latents_file, (1, pipe.vae.config.latent_channels, total, pipe_cfg.height // s,
+                                              pipe_cfg.width // s))
+        sampled = {"decoded_from": str(latents_file)}
     t2 = time.perf_counter()
     compiled = stats.snapshot()  # everything compiled (or read from the cache) up to the loop's end
     frames = int(latents.shape[2])
@@ -139,15 +165,28 @@ def run(cfg: GenerateConfig, quiet: bool = False) -> dict:
                                                      "devices_why": devices_why,
                                                      "processes": jax.process_count(),
                                                      "dtype": str(np.dtype(pipe.dtype)),
-                                                     "scheduler": pipe.scheduler_used,
+                                                     "scheduler": sampled,
                                                      "fps_conditioning": pipe.unet.config.fps_cond},
                 "versions": {p: version(p) for p in ("vinf-jax", "jax", "flax")}, "timings": summary,
                 "seams": jsonable(seams.scores())}
 
     # every process takes part (each chunk is one collective program); only process 0 writes
     seams = SeamAccumulator(frames, pipe_cfg.num_frames)  # one decoded frame per latent frame
-    res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
-                            progress=bar.update if bar is not None else None, observe=seams.update)
+    try:
+        res = pipe.export_video(latents, name, pipe_cfg.export_fps, save_frames=cfg.save_frames, sidecar=sidecar,
+                                progress=bar.update if bar is not None else None, observe=seams.update)
+    except Exception as e:  # the denoised latents are a finished result: keep them
+        if not is_out_of_memory(e):
+            raise
+        from vinf_jax.pipeline import gather_to_host
+
+        host = gather_to_host(latents) if not isinstance(latents, np.ndarray) else latents
+        kept = video_io.keep_latents(name, host) if writer else None
+        raise OutOfMemoryError(
+            f"out of device memory while decoding {frames} frames of {pipe_cfg.width}x{pipe_cfg.height} "
+            f"({np.dtype(pipe.dtype).name}, {len(devices)} device(s)), even one frame per device at a time; the "
+            f"denoised latents are kept in {kept}: decode them in a fresh run with the same config and "
+            f"--latents {kept}") from None
     if bar is not None:
         bar.close()
     summary.setdefault("decode_write_s", round(res.seconds, 3))
@@ -178,7 +217,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _show_warning
     try:
         cfg = load_config(args.config, args.set)
-        run(cfg, quiet=args.quiet)
+        run(cfg, quiet=args.quiet, latents_file=args.latents)
     except VinfError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
 from vinf_jax import compile_cache
-from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning
+from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning, is_out_of_memory
 from vinf_jax.loading import Model
 from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
@@ -192,7 +192,8 @@ class VideoInfinityPipeline:
         float32 frames (T, H, W, 3); ``sidecar`` (a dict, or a function of the result) is written
         as JSON beside the mp4; ``progress(n)`` is called as each chunk of n frames is written.
         Every process of a multi-host job must call it (only process 0 writes). Files appear only
-        when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used.
+        when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used. If the devices run
+        out of memory on the first chunk, ``chunk`` is halved and the export starts again (a warning).
         """
         from vinf_jax.export import export_video
 
@@ -355,7 +356,3 @@ def _cast_params(tree, put, dtype):
         return {k: (put(v) if keep else _cast_params(v, put, dtype)) for k, v in tree.items()}
     return put(tree).astype(dtype)
 
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """A runtime error of the XLA backend saying the device memory is exhausted."""
-    return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)

@@ -192,6 +192,25 @@ def write_npy(path: Path, frames: np.ndarray) -> None:
             np.save(f, frames)
 
 
+def keep_latents(name: OutputName, latents: np.ndarray) -> Path:
+    """Save finished latents as ``<stem>.latents.npy`` at the first free stem of ``name`` (the video
+    could not be made from them; ``python -m vinf_jax.generate --latents`` decodes them later)."""
+    name.folder.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(name.folder, ".npy")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(latents, np.float32))
+        with _folder_lock(name.folder):
+            for stem in name.candidates():
+                final = stem.with_name(f"{stem.name}.latents.npy")
+                if not stem.with_suffix(".mp4").exists() and _place(tmp, final):
+                    return final
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    raise AssertionError("unreachable")
+
+
 def read_mp4(path: Path) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of an mp4 (tests and users checking an output)."""
     import imageio_ffmpeg
