@@ -165,3 +165,36 @@ def test_stray_companion_file_skips_the_index(tmp_path):
     (tmp_path / "0_4_2_24.json").write_text("{}")
     assert _video(tmp_path, 10, video_io.OutputName.indexed(tmp_path, 4, 2, 24), {"a": 1}) == tmp_path / "1_4_2_24"
     assert (tmp_path / "0_4_2_24.json").read_text() == "{}"
+
+
+def test_temporaries_of_killed_runs_are_swept_and_nobody_elses(tmp_path):
+    """A run killed outright (SIGKILL) leaves its hidden temporary; the next run removes it once it is
+    an hour old, but never a file of a live process, of another machine, or a recent one."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys; from pathlib import Path; from vinf_jax import video_io\n"
+        "p = video_io.temp_path(Path(sys.argv[1]), '.mp4'); p.write_bytes(b'half a video'); print(p, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"), str(tmp_path)], capture_output=True, text=True)
+    assert killed.returncode == -9
+    left = Path(killed.stdout.strip())
+    assert left.exists() and left.parent == tmp_path
+    fresh = tmp_path / re.sub(r"-[0-9a-f]{8}\.partial", "-00000000.partial", left.name)  # same dead process, recent
+    fresh.write_bytes(b"")
+    live = video_io.temp_path(tmp_path, ".npy")  # this process: alive
+    other = tmp_path / left.name.replace(f".vinf-{video_io._HOST}-", ".vinf-elsewhere-")
+    unrelated = tmp_path / ".vinf-notes.partial.txt"
+    for p in (live, other, unrelated):
+        p.write_bytes(b"")
+    hour_ago = time.time() - 3700
+    for p in (left, live, other, unrelated):
+        os.utime(p, (hour_ago, hour_ago))
+    assert fresh.name != left.name and video_io._TEMP.match(fresh.name)
+    assert video_io.sweep_stale_temps(tmp_path) == [left]
+    assert not left.exists() and all(p.exists() for p in (fresh, live, other, unrelated))
+    assert video_io.sweep_stale_temps(tmp_path / "absent") == []

@@ -104,6 +104,10 @@ def run(cfg: GenerateConfig, quiet: bool = False, latents_file: str | None = Non
 
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if writer and not quiet else (lambda msg: None)
     say(f"devices: {devices_why}")
+    if writer:
+        stale = video_io.sweep_stale_temps(Path(cfg.base_path))
+        if stale:
+            say(f"removed {len(stale)} temporary file(s) of killed runs from {cfg.base_path}")
     stats = CompileStats()
     t0 = time.perf_counter()
     say(f"loading {cfg.model} ...")

@@ -1,7 +1,8 @@
 """Output files: mp4 (imageio-ffmpeg), JSON sidecar, optional raw frames; atomic and never overwritten.
 
 Every file is written under a temporary name in the destination folder and renamed into place, so
-an interrupted run leaves no file that looks finished (the temporaries are removed on the way out).
+an interrupted run leaves no file that looks finished (the temporaries are removed on the way out;
+those of a run killed outright, which cannot clean up, are swept by the next run: ``sweep_stale_temps``).
 Names are claimed when the finished files are published, not when a run starts: if another run took
 the index meanwhile, the next free one is used, so runs sharing ``base_path`` all keep their videos.
 """
@@ -13,6 +14,8 @@ import dataclasses
 import errno
 import os
 import re
+import socket
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -74,9 +77,43 @@ def output_stem(base_path: str | Path, file_name: str | None, frames: int, steps
     return OutputName.indexed(base_path, frames, steps, fps).first()
 
 
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+_TEMP = re.compile(r"\.vinf-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}\.partial")
+
+
 def temp_path(folder: Path, suffix: str) -> Path:
-    """A hidden, unique temporary name in ``folder`` (the final name is chosen at publication)."""
-    return folder / f".vinf-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{suffix}"
+    """A hidden, unique temporary name in ``folder`` (the final name is chosen at publication),
+    naming the machine and process that write it (for ``sweep_stale_temps``)."""
+    return folder / f".vinf-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{suffix}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: Path, min_age_s: float = 3600.0) -> list[Path]:
+    """Remove the temporaries of runs killed outright (SIGKILL, the OOM killer: no clean-up ran).
+    Only files written on this machine by a process that no longer exists and untouched for
+    ``min_age_s`` (a folder shared across machines or containers keeps the others' files)."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for p in folder.glob(".vinf-*.partial*"):
+        m = _TEMP.match(p.name)
+        try:
+            if m and m["host"] == _HOST and not _alive(int(m["pid"])) and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
 
 
 @contextlib.contextmanager
