@@ -303,21 +303,16 @@ def test_decode_out_of_memory_shrinks_the_chunk_then_keeps_the_latents(tmp_path,
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").glob("*.mp4"))
 
 
-def test_tiny_config_same_frames_on_1_and_8_devices_and_long_prompts_warn_once(tmp_path):
-    """configs/tiny.json (tiny-random) on one device and on 8 virtual devices: npy within 1e-5. An
-    over-long prompt gives one readable warning line (no Python source line under it)."""
-    prompts = f'pipe_configs.prompts=["{LONG_PROMPT}", "a blue square moving left"]'
-    frames = {}
-    for name, env in [("eight", {}), ("one", {"JAX_NUM_CPU_DEVICES": "1"})]:
-        r = generate(ROOT / "configs/tiny.json", SMALL + ["save_frames=npy", prompts, f"base_path={tmp_path}/{name}"],
-                     tmp_path, env=env)
-        assert r.returncode == 0, r.stderr[-3000:]
-        (npy,) = (tmp_path / name).glob("*.npy")
-        frames[name] = np.load(npy)
-        assert len(json.loads(npy.with_suffix(".json").read_text())["resolved"]["devices"]) == (1 if env else 8)
-        warns = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: prompt")]
-        assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], \
-            r.stderr
-        assert "warnings.warn" not in r.stderr  # no Python source line echoed under the warning
-    assert frames["one"].shape == (8 * 4, 32, 32, 3)
-    np.testing.assert_allclose(frames["one"], frames["eight"], atol=1e-5)
+def test_long_prompt_warns_once_in_one_line(tmp_path, capsys):
+    """A prompt longer than the text encoder's 77 tokens: one readable warning line naming what was
+    cut (no Python source line under it), and the run goes on. (The same video on 1 and 8 devices:
+    the demo test above, and tests/test_pipeline.py for 1, 2, 4 and 8.)"""
+    from vinf_jax import generate as cli
+
+    sets = SMALL + [f'pipe_configs.prompts=["{LONG_PROMPT}", "a blue square moving left"]', f"base_path={tmp_path}"]
+    assert cli.main(["--config", str(ROOT / "configs/tiny.json"), "--quiet", *sum((["--set", x] for x in sets), [])]) == 0
+    err = capsys.readouterr().err
+    warns = [ln for ln in err.splitlines() if ln.startswith("warning: prompt")]
+    assert len(warns) == 1 and "120 words" not in warns[0] and "more than the text encoder's 77" in warns[0], err
+    assert "warnings.warn" not in err  # no Python source line echoed under the warning
+    assert len(list(tmp_path.glob("*.mp4"))) == 1
