@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
-from test_schedulers import SHAPE, ZEROSCOPE, _scan_runner
+from test_schedulers import SHAPE, ZEROSCOPE, _scan_runner, compare_steps
 from vinf_jax.errors import ConfigError
 from vinf_jax.sampling import SchedulerSpec, make_solver
 from vinf_jax.sampling.auto import SchedulerWarning, resolve
@@ -42,16 +41,7 @@ def test_auto_matches_diffusers_built_from_the_config(name, num_steps):
     ref = getattr(diffusers, cfg["_class_name"]).from_config(cfg)  # what the config itself builds
     ref.set_timesteps(num_steps)
     np.testing.assert_array_equal(solver.timesteps, ref.timesteps.numpy())
-    rng = np.random.default_rng(num_steps)
-    x0 = rng.standard_normal(SHAPE, dtype=np.float32)
-    outs = rng.standard_normal((num_steps, *SHAPE), dtype=np.float32)
-    noises = rng.standard_normal((num_steps, *SHAPE), dtype=np.float32)
-    ours = np.asarray(_scan_runner(solver)(jnp.asarray(x0), jnp.asarray(outs), jnp.asarray(noises)))
-    x = torch.from_numpy(x0)
-    for i, t in enumerate(ref.timesteps):
-        x = ref.step(torch.from_numpy(outs[i]), t, x, variance_noise=torch.from_numpy(noises[i])).prev_sample
-        err = float(np.linalg.norm(ours[i] - x.numpy()) / np.linalg.norm(x.numpy()))
-        assert err <= 1e-5, f"step {i}: {err:.2e}"
+    compare_steps(solver, ref, num_steps, seed=num_steps)  # the scheduler's own eta (0): step() default
 
 
 NOT_HONOURED = {
