@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from vinf_jax import jsonfile
+from vinf_jax.config.load import CHECKPOINT_MARKER
 from vinf_jax.errors import CheckpointError
 
-MARKER = "vinf_jax_checkpoint.json"
+MARKER = CHECKPOINT_MARKER  # spelt once, in config (which checks model folders before jax starts)
 FORMAT = 2  # 2: non-OCDBT orbax params with params.sha256.json; text encoder, VAE, tokenizer, scheduler
 CHECKSUMS = "params.sha256.json"
 COMPONENTS = ("unet", "text_encoder", "vae", "tokenizer", "scheduler")
