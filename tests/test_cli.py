@@ -287,6 +287,11 @@ def test_decode_out_of_memory_shrinks_the_chunk_then_keeps_the_latents(tmp_path,
     assert kept.name == "0_32_2_24.latents.npy" and np.load(kept).shape == (1, 4, 32, 4, 4)
     assert not list((tmp_path / "lost").glob("*.mp4")) and not list((tmp_path / "lost").glob(".vinf-*"))
 
+    capsys.readouterr()  # decoding the kept latents fails too: the error names that file, no second copy
+    assert cli.main(args("again", "--latents", str(kept))) == 2
+    assert f"the denoised latents are kept in {kept}: " in capsys.readouterr().err
+    assert not (tmp_path / "again").exists() or not list((tmp_path / "again").iterdir())
+
     monkeypatch.setattr(VideoInfinityPipeline, "_chunk_program", program)
     assert cli.main(args("decoded", "--latents", str(kept))) == 0
     np.testing.assert_array_equal(frames("decoded"), frames("plain"))

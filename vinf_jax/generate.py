@@ -79,7 +79,8 @@ def read_latents(path: str | Path, want: tuple[int, ...]):
         raise ConfigError(f"--latents: {path} is not a numpy .npy array of numbers ({e})") from None
     if x.shape != want or x.dtype != np.float32:
         raise ConfigError(f"--latents: {path} holds {x.dtype} {x.shape}; this config makes float32 {want} "
-                          "(1, channels, num_clips*num_frames, height/8, width/8): use the config that made them")
+                          "(1, latent channels, num_clips*num_frames, height and width over the VAE's factor): use the "
+                          "config that made them")
     return x
 
 
@@ -182,10 +183,13 @@ def run(cfg: GenerateConfig, quiet: bool = False, latents_file: str | None = Non
     except Exception as e:  # the denoised latents are a finished result: keep them
         if not is_out_of_memory(e):
             raise
-        from vinf_jax.pipeline import gather_to_host
+        if latents_file is not None:  # already on disk: point to it, no second copy
+            kept = latents_file
+        else:
+            from vinf_jax.pipeline import gather_to_host
 
-        host = gather_to_host(latents) if not isinstance(latents, np.ndarray) else latents
-        kept = video_io.keep_latents(name, host) if writer else None
+            host = gather_to_host(latents)  # every process takes part; process 0 writes
+            kept = video_io.keep_latents(name, host) if writer else None
         raise OutOfMemoryError(
             f"out of device memory while decoding {frames} frames of {pipe_cfg.width}x{pipe_cfg.height} "
             f"({np.dtype(pipe.dtype).name}, {len(devices)} device(s)), even one frame per device at a time; the "
