@@ -1,6 +1,7 @@
 """Check a generated video of the demo world against its prompts (tests and ``benchmarks/seams.py``).
 
-Per frame the detector finds the object and its colour; per clip the net motion gives a direction;
+Per frame the detector finds the object, its colour and its shape; per clip the net motion gives a
+direction;
 per clip boundary the centroid jump is compared with the median step inside clips, and the general
 seam metric (``vinf_jax.seams``) is computed from the pixels alone.
 """
@@ -27,10 +28,12 @@ def evaluate(frames: np.ndarray, prompts, num_clips: int) -> dict:
     wanted = [world.parse_prompt(p) for p in clip_prompts(prompts, num_clips)]
     found = [d.found for d in dets]
     color_ok = [d.found and d.color == wanted[k // f]["color"] for k, d in enumerate(dets)]
+    shape_ok = [d.found and d.shape == wanted[k // f]["shape"] for k, d in enumerate(dets)]
     dirs = [world.clip_direction(dets[c * f:(c + 1) * f]) for c in range(num_clips)]
     dir_ok = [d == w["direction"] for d, w in zip(dirs, wanted)]
     cs = world.centroid_seams(dets, f)
-    return {"found": float(np.mean(found)), "color": float(np.mean(color_ok)), "direction": float(np.mean(dir_ok)),
+    return {"found": float(np.mean(found)), "color": float(np.mean(color_ok)),
+            "shape": float(np.mean(shape_ok)), "direction": float(np.mean(dir_ok)),
             "directions": dirs, "centroid_ratio": cs["ratio"], "centroid_seams": cs["seams"],
             "centroid_step": cs["within_median"], "seam_metric": seam_scores(frames, f)}
 

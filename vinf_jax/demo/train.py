@@ -172,10 +172,6 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int):
     return params, opt.init(params), step, jax.jit(loss_fn), (ug, tg)
 
 
-def all_captions() -> list[str]:
-    return sorted({f"a {c} {s} moving {d}" for c in world.COLORS for s in world.SHAPES for d in world.DIRECTIONS})
-
-
 def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, seed, log, snapshot=None):
     import jax.numpy as jnp
     from flax import nnx
@@ -183,7 +179,7 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
     from vinf_jax.models.clip_text import tokenize
 
     params, opt_state, step, _, (ug, tg) = unet_objective(unet_cfg, text_cfg, p["lr"], p["unet_steps"], seed)
-    captions = all_captions()
+    captions = world.all_prompts()
     ids_table = tokenize(tokenizer, captions + [""])
     index = {c: i for i, c in enumerate(captions)}
     rng = np.random.default_rng(seed + 4)
@@ -195,7 +191,7 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
         v = rng.integers(0, n, size=b)
         off = rng.integers(0, length - f + 1, size=b)
         x0 = np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)])
-        rows = [index[world.caption(scenes[vi], f, float(fps[vi]), start=int(starts[vi] + o))] for vi, o in zip(v, off)]
+        rows = [index[world.caption(scenes[vi])] for vi in v]
         rows = [len(captions) if rng.random() < 0.1 else r for r in rows]  # empty prompt: CFG's unconditional
         t = rng.integers(0, 1000, size=b)
         noise = rng.standard_normal(x0.shape).astype(np.float32)

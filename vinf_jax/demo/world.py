@@ -1,13 +1,17 @@
 """The synthetic world of the demo: one shape of one colour moving at constant speed on black.
 
 A scene is a shape (circle, square), a colour, a direction (right, left, down, up) and a start
-position. The object moves ``SPEED`` pixels per *second* along that axis and bounces off the
-borders, so its step per frame is ``SPEED / fps``: the fps conditioning of the UNet has a meaning.
-Everything is a function of the scene (or of a seed), so any frame range of any length can be
-rendered, and the same seed always gives the same video.
+position. The object moves ``SPEED`` pixels per *second* along that axis, so its step per frame is
+``SPEED / fps``: the fps conditioning of the UNet has a meaning. The frame is a torus: what leaves
+one border comes back in at the opposite one (drawn on both sides while it crosses). The object thus
+never turns, and a caption ("a red circle moving right") is true of every frame of every window of
+the video -- with bouncing walls a per-clip direction word was false for part of many clips, and even
+a perfect model could not agree with it. Everything is a function of the scene (or of a seed), so
+any frame range of any length can be rendered, and the same seed always gives the same video.
 
-:func:`detect` is the other direction: colour and centroid of the object in a frame. Tests and
-benchmarks use it to check generated videos against their prompts.
+:func:`detect` is the other direction: colour, shape and centroid of the object in a frame. Positions
+live on the torus, so centroids are circular means and steps between them are wrap-aware
+(:func:`wrapped_step`). Tests and benchmarks use it to check generated videos against their prompts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-SIZE = 64  # frames are SIZE x SIZE
+SIZE = 64  # frames are SIZE x SIZE, and positions wrap around modulo SIZE
 RADIUS = 7.0  # circle radius; the square has the same area-ish half side
 HALF_SIDE = 6.0
 SPEED = 16.0  # pixels per second
@@ -33,18 +37,13 @@ class Scene:
     shape: str
     color: str
     direction: str
-    x0: float  # centre at frame 0, pixels
+    x0: float  # centre at frame 0, pixels in [0, SIZE)
     y0: float
-
-    @property
-    def extent(self) -> float:
-        return RADIUS if self.shape == "circle" else HALF_SIDE
 
 
 def random_scene(rng: np.random.Generator) -> Scene:
     shape = SHAPES[rng.integers(len(SHAPES))]
-    ext = RADIUS if shape == "circle" else HALF_SIDE
-    x0, y0 = rng.uniform(ext, SIZE - ext, size=2)
+    x0, y0 = rng.uniform(0, SIZE, size=2)
     return Scene(shape, list(COLORS)[rng.integers(len(COLORS))], list(DIRECTIONS)[rng.integers(len(DIRECTIONS))],
                  float(x0), float(y0))
 
@@ -53,51 +52,43 @@ def scene_from_seed(seed: int) -> Scene:
     return random_scene(np.random.default_rng(seed))
 
 
-def _bounce(p0: float, v: float, k: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Position and sign of velocity at frames ``k`` of a point moving at ``v`` per frame between walls."""
-    span = hi - lo
-    u = np.mod(p0 - lo + v * k, 2 * span)
-    forward = u <= span
-    return lo + np.where(forward, u, 2 * span - u), np.where(forward, 1, -1) * np.sign(v)
+def all_prompts() -> list[str]:
+    """Every caption of the world (32), sorted."""
+    return sorted(caption(Scene(s, c, d, 0.0, 0.0)) for c in COLORS for s in SHAPES for d in DIRECTIONS)
 
 
-def trajectory(scene: Scene, frames: int, fps: float, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (frames, 2) as (x, y) and velocity signs (frames, 2) for frames start..start+frames-1."""
+def wrapped_step(a, b) -> np.ndarray:
+    """The shortest displacement from ``a`` to ``b`` on the torus, per axis, in [-SIZE/2, SIZE/2)."""
+    return np.mod(np.subtract(b, a) + SIZE / 2, SIZE) - SIZE / 2
+
+
+def trajectory(scene: Scene, frames: int, fps: float, start: int = 0) -> np.ndarray:
+    """Centres (frames, 2) as (x, y) in [0, SIZE) for frames start..start+frames-1."""
     k = np.arange(start, start + frames, dtype=np.float64)
     dx, dy = DIRECTIONS[scene.direction]
     v = SPEED / fps
-    lo, hi = scene.extent, SIZE - scene.extent
-    x, sx = _bounce(scene.x0, v * dx if dx else 0.0, k, lo, hi) if dx else (np.full_like(k, scene.x0), 0 * k)
-    y, sy = _bounce(scene.y0, v * dy if dy else 0.0, k, lo, hi) if dy else (np.full_like(k, scene.y0), 0 * k)
-    return np.stack([x, y], -1), np.stack([sx, sy], -1)
+    return np.stack([np.mod(scene.x0 + dx * v * k, SIZE), np.mod(scene.y0 + dy * v * k, SIZE)], -1)
+
+
+def coverage(shape: str, centres: np.ndarray) -> np.ndarray:
+    """(len(centres), SIZE, SIZE) share of each pixel covered by ``shape`` centred at each (x, y), wrapping."""
+    px = np.arange(SIZE, dtype=np.float64) + 0.5  # pixel centres
+    dx = wrapped_step(centres[:, 0, None, None], px[None, None, :])
+    dy = wrapped_step(centres[:, 1, None, None], px[None, :, None])
+    if shape == "circle":
+        return np.clip(RADIUS + 0.5 - np.sqrt(dx * dx + dy * dy), 0, 1)
+    return np.clip(HALF_SIDE + 0.5 - np.abs(dx), 0, 1) * np.clip(HALF_SIDE + 0.5 - np.abs(dy), 0, 1)
 
 
 def render(scene: Scene, frames: int, fps: float, start: int = 0) -> np.ndarray:
     """(frames, SIZE, SIZE, 3) float32 in [0, 1]; edges anti-aliased (coverage of each pixel)."""
-    centres, _ = trajectory(scene, frames, fps, start)
-    px = np.arange(SIZE, dtype=np.float64) + 0.5  # pixel centres
-    dx = px[None, None, :] - centres[:, 0, None, None]
-    dy = px[None, :, None] - centres[:, 1, None, None]
-    if scene.shape == "circle":
-        cover = np.clip(RADIUS + 0.5 - np.sqrt(dx * dx + dy * dy), 0, 1)
-    else:
-        cover = np.clip(HALF_SIDE + 0.5 - np.abs(dx), 0, 1) * np.clip(HALF_SIDE + 0.5 - np.abs(dy), 0, 1)
+    cover = coverage(scene.shape, trajectory(scene, frames, fps, start))
     return (cover[..., None] * np.asarray(COLORS[scene.color])).astype(np.float32)
 
 
-def direction_of(velocity_signs: np.ndarray, scene: Scene) -> str:
-    """The direction the object moves in most of the given frames (a bounce can reverse it)."""
-    dx, dy = DIRECTIONS[scene.direction]
-    s = velocity_signs[:, 0] if dx else velocity_signs[:, 1]
-    forward = (s > 0).sum() >= (s < 0).sum()
-    axis = ("right", "left") if dx else ("down", "up")
-    return axis[0] if forward else axis[1]
-
-
-def caption(scene: Scene, frames: int, fps: float, start: int = 0) -> str:
-    """"a red circle moving right": colour, shape, and the direction of most of these frames."""
-    _, signs = trajectory(scene, frames, fps, start)
-    return f"a {scene.color} {scene.shape} moving {direction_of(signs, scene)}"
+def caption(scene: Scene) -> str:
+    """"a red circle moving right": true of every frame, since the object never turns."""
+    return f"a {scene.color} {scene.shape} moving {scene.direction}"
 
 
 def parse_prompt(prompt: str) -> dict:
@@ -118,14 +109,34 @@ MIN_PIXELS = 30  # fewer object pixels than this: no object (a circle covers ~15
 class Detection:
     found: bool
     color: str | None
-    centroid: tuple[float, float] | None  # (x, y) pixels
+    centroid: tuple[float, float] | None  # (x, y) pixels in [0, SIZE)
     pixels: int
+    shape: str | None = None
+
+
+def _circular_mean(weights: np.ndarray, axis: int) -> float:
+    """Weighted mean position along ``axis`` (0: y, 1: x) on the torus: exact for shapes symmetric about
+    their centre, wherever they are cut by the border."""
+    theta = 2 * np.pi * (np.arange(SIZE) + 0.5) / SIZE
+    w = weights.sum(1 - axis)
+    angle = np.arctan2((w * np.sin(theta)).sum(), (w * np.cos(theta)).sum())
+    return float(np.mod(angle * SIZE / (2 * np.pi), SIZE))  # pixel i covers [i, i + 1): its centre is i + 0.5
+
+
+def _shape_of(mask: np.ndarray, centroid: tuple[float, float]) -> str:
+    """The shape whose rendering at ``centroid`` overlaps the object mask best (intersection over union)."""
+    c = np.asarray([centroid], np.float64)
+    iou = []
+    for shape in SHAPES:
+        m = coverage(shape, c)[0] > THRESHOLD
+        iou.append((m & mask).sum() / max((m | mask).sum(), 1))
+    return SHAPES[int(np.argmax(iou))]
 
 
 def detect(frame: np.ndarray) -> Detection:
-    """Colour and centroid of the object in one frame (H, W, 3) in [0, 1] (or uint8)."""
+    """Colour, shape and centroid of the object in one frame (H, W, 3) in [0, 1] (or uint8)."""
     f = np.asarray(frame, np.float32)
-    if f.dtype != np.float32 or f.max() > 1.5:
+    if np.asarray(frame).dtype == np.uint8 or f.max() > 1.5:
         f = f / 255.0
     bright = f.max(-1)
     mask = bright > THRESHOLD
@@ -139,9 +150,8 @@ def detect(frame: np.ndarray) -> Detection:
     ref = ref / ref.max(-1, keepdims=True)
     color = names[int(np.argmin(((ref - mean) ** 2).sum(-1)))]
     w = np.where(bright > EDGE, bright, 0.0)  # anti-aliased edge pixels too: sub-pixel centroids
-    ys, xs = np.indices(bright.shape)
-    c = (float((w * (xs + 0.5)).sum() / w.sum()), float((w * (ys + 0.5)).sum() / w.sum()))
-    return Detection(True, color, c, n)
+    c = (_circular_mean(w, 1), _circular_mean(w, 0))
+    return Detection(True, color, c, n, _shape_of(mask, c))
 
 
 def detect_video(frames: np.ndarray) -> list[Detection]:
@@ -149,11 +159,14 @@ def detect_video(frames: np.ndarray) -> list[Detection]:
 
 
 def clip_direction(dets: list[Detection]) -> str | None:
-    """Dominant direction of the object's net motion over one clip's detections (None: too few found)."""
+    """Dominant direction of the object's net motion over one clip (None: found in fewer than 2 frames).
+
+    The net motion is the sum of wrap-aware steps between consecutive detections, so crossing a border
+    counts as the small step it is."""
     pts = [d.centroid for d in dets if d.found]
     if len(pts) < 2:
         return None
-    dx, dy = np.subtract(pts[-1], pts[0])
+    dx, dy = wrapped_step(pts[:-1], pts[1:]).sum(0)
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
     return "down" if dy > 0 else "up"
@@ -162,18 +175,18 @@ def clip_direction(dets: list[Detection]) -> str | None:
 def centroid_seams(dets: list[Detection], clip_frames: int) -> dict:
     """Centroid jump at each clip boundary relative to the median centroid step inside clips.
 
-    Only the synthetic world allows this measure (it needs the object's position). Pairs where the
-    object is not found in both frames are skipped. Returns {"seams": [...], "within_median",
-    "ratio": median seam jump / median within-clip step}.
+    Only the synthetic world allows this measure (it needs the object's position); jumps are
+    wrap-aware distances. Pairs where the object is not found in both frames are skipped. Returns
+    {"seams": [...], "within_median", "ratio": median seam jump / median within-clip step}.
     """
-    pts = [np.asarray(d.centroid) if d.found else None for d in dets]
+    pts = [d.centroid if d.found else None for d in dets]
     steps, seams = [], []
     for k in range(len(pts) - 1):
         if pts[k] is None or pts[k + 1] is None:
             if (k + 1) % clip_frames == 0:
                 seams.append(float("nan"))
             continue
-        jump = float(np.linalg.norm(pts[k + 1] - pts[k]))
+        jump = float(np.linalg.norm(wrapped_step(pts[k], pts[k + 1])))
         (seams if (k + 1) % clip_frames == 0 else steps).append(jump)
     within = float(np.median(steps)) if steps else float("nan")
     valid = [s for s in seams if np.isfinite(s)]
