@@ -31,7 +31,7 @@ def test_speed_per_frame_is_speed_over_fps():
 
 def test_wraps_around_the_border():
     s = world.Scene("square", "green", "left", 1.0, 30.0)  # centre 1 px from the left border
-    c = world.trajectory(s, 3, 8)  # 2 px per frame to the left
+    c = world.trajectory(s, 3, world.SPEED / 2)  # 2 px per frame to the left
     np.testing.assert_allclose(c[:, 0], [1.0, world.SIZE - 1.0, world.SIZE - 3.0])
     # while crossing, the object is drawn on both sides; its area is that of an uncut square
     f = world.render(s, 1, 8)[0].max(-1)
@@ -71,7 +71,7 @@ def test_detector_across_the_corner(shape):
     d = world.detect(world.render(s, 1, 16)[0])
     assert d.found and d.color == "blue" and d.shape == shape
     np.testing.assert_allclose(world.wrapped_step(d.centroid, (0.3, 63.4)), 0, atol=0.1)
-    dets = world.detect_video(world.render(s, 8, 16))  # 1 px per frame upwards, across the top border
+    dets = world.detect_video(world.render(s, 8, 16))  # upwards, across the top border
     assert world.clip_direction(dets) == "up"
 
 

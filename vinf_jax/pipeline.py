@@ -72,10 +72,7 @@ class VideoInfinityPipeline:
         self.dtype = jnp.dtype(compute_dtype(dtype, self.platform))
         self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
         self.tokenizer, self.scheduler_config = tokenizer, dict(scheduler_config)
-        rep = replicated(self.mesh)
-        cast = lambda tree: _cast_params(tree, lambda a: put_global(np.asarray(a, np.float32), rep), self.dtype)
-        self._unet_params, self._vae_params = cast(unet.params), cast(vae.params)
-        self._text_params = jax.tree.map(jnp.asarray, text_encoder.params)  # float32: tiny cost, exact prompts
+        self.load_params(unet.params, text_encoder.params, vae.params)
         # Jitted functions hold models, never the pipeline: JAX's caches keep
         # what a compiled program references, and a deleted pipeline must free its device arrays.
         self._encode = jax.jit(text_encoder.apply)
@@ -83,6 +80,18 @@ class VideoInfinityPipeline:
         self._predict: dict = {}
         self.scheduler_used: dict | None = None  # what the last call sampled with (for the sidecar)
         self._warned_fps = False
+
+    def load_params(self, unet: dict | None = None, text_encoder: dict | None = None, vae: dict | None = None):
+        """Put new weights of the same shapes on the devices (e.g. a model while it trains); the
+        compiled programs stay valid, since they take the weights as arguments."""
+        rep = replicated(self.mesh)
+        cast = lambda tree: _cast_params(tree, lambda a: put_global(np.asarray(a, np.float32), rep), self.dtype)
+        if unet is not None:
+            self._unet_params = cast(unet)
+        if vae is not None:
+            self._vae_params = cast(vae)
+        if text_encoder is not None:  # float32: tiny cost, exact prompts
+            self._text_params = jax.tree.map(jnp.asarray, text_encoder)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod

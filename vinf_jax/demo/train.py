@@ -30,6 +30,7 @@ import numpy as np
 
 from vinf_jax import jsonfile
 from vinf_jax.demo import world
+from vinf_jax.demo.probe import PROBE_SEEDS
 
 SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear",
              "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "epsilon", "clip_sample": False,
@@ -43,12 +44,26 @@ TEXT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_
 VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[8, 16, 32, 32], layers_per_block=1,
            norm_num_groups=4, up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=1.0)
 
+# How the UNet is trained (both presets): the share of empty prompts (classifier-free guidance's
+# unconditional), the share of a batch drawn from the noisier half of the timesteps (where the prompt
+# decides what the video shows), offset noise (a per-clip, per-channel constant added to the noise),
+# the text encoder's learning rate relative to the UNet's, and how often the probes run (0: never).
+RECIPE = dict(caption_dropout=0.1, high_noise=0.3, offset_noise=0.0, text_lr_scale=1.0, probe_every=250,
+              cross_attn_all=1)  # cross_attn_all=1: cross-attention (and temporal attention) at every resolution
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
-    "full": dict(vae_steps=500, vae_batch=16, videos=384, video_frames=40, clip_frames=12, unet_steps=2000,
+    "full": dict(RECIPE, vae_steps=500, vae_batch=16, videos=384, video_frames=40, clip_frames=12, unet_steps=2000,
                  unet_batch=6, lr=2e-3, vae_lr=2e-3, snapshot_every=250),
-    "quick": dict(vae_steps=6, vae_batch=4, videos=4, video_frames=8, clip_frames=8, unet_steps=6, unet_batch=2,
-                  lr=2e-3, vae_lr=3e-3, snapshot_every=0),
+    "quick": dict(RECIPE, vae_steps=6, vae_batch=4, videos=4, video_frames=8, clip_frames=8, unet_steps=6,
+                  unet_batch=2, lr=2e-3, vae_lr=3e-3, snapshot_every=0, probe_every=0),
 }
+
+
+def unet_layout(p: dict) -> dict:
+    """The UNet's diffusers config: ``UNET``, with every block a cross-attention block if ``cross_attn_all``."""
+    if not p["cross_attn_all"]:
+        return UNET
+    n = len(UNET["block_out_channels"])
+    return dict(UNET, down_block_types=["CrossAttnDownBlock3D"] * n, up_block_types=["CrossAttnUpBlock3D"] * n)
 
 
 def alphas_cumprod(cfg: dict = SCHEDULER) -> np.ndarray:
@@ -65,12 +80,24 @@ def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack(out) * 2 - 1
 
 
-def _optimizer(lr: float, steps: int):
+def _schedule(lr: float, steps: int):
     import optax
 
     warm = max(1, min(100, steps // 10))
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=lr * 0.05)
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, b2=0.99, weight_decay=1e-4))
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), end_value=lr * 0.05)
+
+
+def _optimizer(lr: float, steps: int, text_lr_scale: float | None = None):
+    """AdamW with warm-up and cosine decay after clipping the global gradient norm; with
+    ``text_lr_scale`` the params are {"unet", "text"} and the text encoder's rate is scaled."""
+    import optax
+
+    if text_lr_scale is None:
+        return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(_schedule(lr, steps), b2=0.99, weight_decay=1e-4))
+    adam = lambda scale: optax.adamw(_schedule(lr * scale, steps), b2=0.99, weight_decay=1e-4)
+    labels = lambda params: {k: k for k in params}
+    return optax.chain(optax.clip_by_global_norm(1.0),
+                       optax.multi_transform({"unet": adam(1.0), "text": adam(text_lr_scale)}, labels))
 
 
 def vae_objective(cfg, lr: float, steps: int, seed: int):
@@ -139,7 +166,7 @@ def encode_world(ae, p, seed, log):
     return np.stack(lat), scenes, fps, starts
 
 
-def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int):
+def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr_scale: float = 1.0):
     """(params, opt_state, step, loss, graphdefs) of the UNet + text encoder. ``loss(params, x0, ids,
     fps, t, noise)`` is the epsilon MSE of VideoCrafter2's scheduler; ``step`` takes the same batch."""
     import jax
@@ -153,7 +180,7 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int):
     ug, uparams = nnx.split(UNet3D(unet_cfg, rngs=nnx.Rngs(seed + 2)), nnx.Param)
     tg, tparams = nnx.split(CLIPTextModel(text_cfg, rngs=nnx.Rngs(seed + 3)), nnx.Param)
     params = {"unet": uparams, "text": tparams}
-    opt = _optimizer(lr, steps)
+    opt = _optimizer(lr, steps, text_lr_scale)
     acp = jnp.asarray(alphas_cumprod(), jnp.float32)
 
     def loss_fn(params, x0, ids, fps_b, t, noise):
@@ -172,13 +199,22 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int):
     return params, opt.init(params), step, jax.jit(loss_fn), (ug, tg)
 
 
-def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, seed, log, snapshot=None):
+def timesteps(rng: np.random.Generator, b: int, high_noise: float) -> np.ndarray:
+    """``b`` training timesteps: uniform over [0, 1000), except a ``high_noise`` share drawn from [500, 1000)."""
+    t = rng.integers(0, 1000, size=b)
+    return np.where(rng.random(b) < high_noise, 500 + t // 2, t)
+
+
+def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, seed, log, snapshot=None, probe=None):
+    """``probe(step, unet, text) -> dict`` runs every ``probe_every`` steps and at the end; returns
+    (unet, text, losses, probes)."""
     import jax.numpy as jnp
     from flax import nnx
 
     from vinf_jax.models.clip_text import tokenize
 
-    params, opt_state, step, _, (ug, tg) = unet_objective(unet_cfg, text_cfg, p["lr"], p["unet_steps"], seed)
+    params, opt_state, step, _, (ug, tg) = unet_objective(unet_cfg, text_cfg, p["lr"], p["unet_steps"], seed,
+                                                          p["text_lr_scale"])
     captions = world.all_prompts()
     ids_table = tokenize(tokenizer, captions + [""])
     index = {c: i for i, c in enumerate(captions)}
@@ -186,15 +222,17 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
     n, length = latents.shape[:2]
     f = p["clip_frames"]
     b = p["unet_batch"]
-    losses = []
+    losses, probes = [], []
     for i in range(p["unet_steps"]):
         v = rng.integers(0, n, size=b)
         off = rng.integers(0, length - f + 1, size=b)
         x0 = np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)])
         rows = [index[world.caption(scenes[vi])] for vi in v]
-        rows = [len(captions) if rng.random() < 0.1 else r for r in rows]  # empty prompt: CFG's unconditional
-        t = rng.integers(0, 1000, size=b)
+        rows = [len(captions) if rng.random() < p["caption_dropout"] else r for r in rows]  # CFG's unconditional
+        t = timesteps(rng, b, p["high_noise"])
         noise = rng.standard_normal(x0.shape).astype(np.float32)
+        if p["offset_noise"]:  # a constant per clip and channel: the low frequencies the model must not trust
+            noise += p["offset_noise"] * rng.standard_normal((b, 1, 1, 1, x0.shape[-1])).astype(np.float32)
         params, opt_state, loss = step(params, opt_state, jnp.asarray(x0), jnp.asarray(ids_table[rows]),
                                        jnp.asarray(fps[v]), jnp.asarray(t), jnp.asarray(noise))
         losses.append(float(loss))
@@ -202,15 +240,22 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
             log(f"unet step {i}: loss {np.mean(losses[-100:]):.4f}")
         if snapshot and p["snapshot_every"] and (i + 1) % p["snapshot_every"] == 0 and i + 1 < p["unet_steps"]:
             snapshot(i + 1, nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses)
-    return nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses
+        if probe and p["probe_every"] and ((i + 1) % p["probe_every"] == 0 or i + 1 == p["unet_steps"]):
+            probes.append({"step": i + 1, **probe(nnx.to_pure_dict(params["unet"]), nnx.to_pure_dict(params["text"]))})
+            log("probe at step {step}: colour {color:.2f}, shape {shape:.2f}, direction {direction:.2f}".format(**probes[-1]))
+    return nnx.merge(ug, params["unet"]), nnx.merge(tg, params["text"]), losses, probes
 
 
-def loss_curve_png(path: Path, curves: dict[str, list[float]]) -> None:
-    """One panel per curve (log-scale loss against step, smoothed over 1% of the run), Pillow only."""
+PROBE_COLOURS = {"color": (200, 30, 30), "shape": (30, 120, 30), "direction": (30, 60, 200)}
+
+
+def loss_curve_png(path: Path, curves: dict[str, list[float]], probes: list[dict] = ()) -> None:
+    """One panel per curve (log-scale loss against step, smoothed over 1% of the run), and with
+    ``probes`` a last panel of their accuracies (0..1) against the same steps as the last curve; Pillow only."""
     from PIL import Image, ImageDraw
 
     w, h, pad = 480, 200, 36
-    img = Image.new("RGB", (w, h * len(curves)), "white")
+    img = Image.new("RGB", (w, h * (len(curves) + bool(probes))), "white")
     d = ImageDraw.Draw(img)
     for row, (name, ys) in enumerate(curves.items()):
         y = np.log10(np.maximum(np.asarray(ys, np.float64), 1e-12))
@@ -225,9 +270,44 @@ def loss_curve_png(path: Path, curves: dict[str, list[float]]) -> None:
         d.text((pad + 6, top + 14), f"{name}: log10 loss {hi:.2f} .. {lo:.2f} over {len(ys)} steps", fill="black")
         d.text((pad, top + h - pad + 6), "step 0", fill="black")
         d.text((w - 80, top + h - pad + 6), f"step {len(ys)}", fill="black")
+    if probes:
+        top, last = len(curves) * h, max(len(list(curves.values())[-1]), 1)
+        d.rectangle([pad, top + 10, w - 10, top + h - pad], outline="black")
+        x = lambda step: pad + (w - 10 - pad) * step / last
+        y = lambda v: top + 10 + (h - pad - 10) * (1 - v)
+        for k, (name, colour) in enumerate(PROBE_COLOURS.items()):
+            pts = [(x(r["step"]), y(r[name])) for r in probes]
+            d.line(pts, fill=colour, width=2) if len(pts) > 1 else None
+            for px, py in pts:
+                d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
+            d.text((pad + 6 + 110 * k, top + 14), f"{name} {probes[-1][name]:.2f}", fill=colour)
+        d.text((pad, top + h - pad + 6), "probe accuracy (0..1), single clips of every prompt", fill="black")
     tmp = path.with_name(f".{path.name}.partial.png")
     img.save(tmp)
     os.replace(tmp, path)
+
+
+def probe_fn(ae, unet_cfg, text_cfg, vae_cfg: dict, tokenizer):
+    """``probe(unet_params, text_params) -> dict``: single clips of every prompt on the probe seeds
+    (``vinf_jax.demo.probe``), sampled by the pipeline itself, as the user's demo samples them."""
+    from flax import nnx
+
+    from vinf_jax.demo.probe import PROBE_SEEDS, probe, single_clip_config
+    from vinf_jax.loading import Model
+    from vinf_jax.models.vae import VAEConfig
+    from vinf_jax.pipeline import VideoInfinityPipeline
+
+    pure = nnx.to_pure_dict(nnx.state(ae, nnx.Param))
+    decoder = {k: v for k, v in pure.items() if k not in ("encoder", "quant_conv")}
+    pipe = VideoInfinityPipeline(Model("unet", unet_cfg), Model("text_encoder", text_cfg),
+                                 Model("vae", VAEConfig.from_dict(vae_cfg), decoder), tokenizer, SCHEDULER)
+    cfg = single_clip_config()
+
+    def run(unet_params, text_params):
+        pipe.load_params(unet=unet_params, text_encoder=text_params)
+        return probe(pipe, cfg, PROBE_SEEDS)
+
+    return run
 
 
 def export(out: Path, ae, unet, text, unet_cfg, text_cfg, vae_cfg: dict, dtype) -> None:
@@ -304,7 +384,7 @@ def main(argv=None) -> int:
     latents, scenes, fps, starts = encode_world(ae, p, args.seed, log)
     scale = float(1.0 / latents.std())
     log(f"latent std {latents.std():.4f} -> scaling_factor {scale:.5f}")
-    unet_cfg, text_cfg = UNetConfig.from_dict(UNET, fps_cond=True), CLIPTextConfig.from_dict(TEXT)
+    unet_cfg, text_cfg = UNetConfig.from_dict(unet_layout(p), fps_cond=True), CLIPTextConfig.from_dict(TEXT)
     vae_out = {**VAE, "scaling_factor": scale}
 
     def snapshot(step, unet, text, losses):  # intermediate models, to look at while the run goes on
@@ -313,11 +393,13 @@ def main(argv=None) -> int:
         loss_curve_png(folder / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": losses})
         log(f"snapshot at step {step}")
 
-    unet, text, unet_losses = train_unet(unet_cfg, text_cfg, latents * scale, scenes, fps, starts, tokenizer, p,
-                                         args.seed, log, snapshot)
+    probe = probe_fn(ae, unet_cfg, text_cfg, vae_out, tokenizer) if p["probe_every"] else None
+    unet, text, unet_losses, probes = train_unet(unet_cfg, text_cfg, latents * scale, scenes, fps, starts, tokenizer,
+                                                 p, args.seed, log, snapshot, probe)
     wall = time.time() - t0
     export(tmp, ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
-    loss_curve_png(tmp / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": unet_losses})
+    loss_curve_png(tmp / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet epsilon MSE": unet_losses},
+                   probes)
     from importlib.metadata import version
 
     jsonfile.write_json(tmp / "train_log.json", {
@@ -325,7 +407,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform}",
         "versions": {k: version(k) for k in ("jax", "flax", "optax")},
         "final": {"vae_mse": float(np.mean(vae_losses[-50:])), "unet_loss": float(np.mean(unet_losses[-100:]))},
-        "log": lines})
+        "probe_seeds": list(PROBE_SEEDS), "probes": probes, "log": lines})
     os.replace(tmp, out)
     log(f"wrote {out} ({wall:.0f} s of training)")
     return 0

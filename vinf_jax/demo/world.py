@@ -23,7 +23,7 @@ import numpy as np
 SIZE = 64  # frames are SIZE x SIZE, and positions wrap around modulo SIZE
 RADIUS = 7.0  # circle radius; the square has the same area-ish half side
 HALF_SIDE = 6.0
-SPEED = 16.0  # pixels per second
+SPEED = 32.0  # pixels per second: 2 px per frame at the demo's 16 fps, a quarter of a latent pixel
 COLORS = {"red": (0.95, 0.1, 0.1), "green": (0.1, 0.85, 0.15), "blue": (0.15, 0.3, 1.0),
           "yellow": (0.95, 0.85, 0.1)}
 SHAPES = ("circle", "square")
