@@ -51,6 +51,43 @@ def test_unet_and_text_encoder_loss_falls():
     assert np.isfinite(before) and after < 0.8 * before, (before, after)
 
 
+def test_v_prediction_target_is_diffusers_velocity():
+    """The training target is what diffusers' scheduler (and so the pipeline's solver) calls v."""
+    torch = pytest.importorskip("torch")
+    from diffusers import DDIMScheduler
+
+    assert train.SCHEDULER["prediction_type"] == "v_prediction"
+    rng = np.random.default_rng(0)
+    x0, noise = rng.standard_normal((2, 3, 4, 4, 4)).astype(np.float32), rng.standard_normal((2, 3, 4, 4, 4)).astype(np.float32)
+    t = np.array([10, 990])
+    ab = train.alphas_cumprod()[t][:, None, None, None, None].astype(np.float32)
+    sched = DDIMScheduler.from_config({k: v for k, v in train.SCHEDULER.items() if k != "_class_name"})
+    want = sched.get_velocity(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(np.asarray(train.target(x0, noise, ab)), want, atol=2e-6)
+
+
+def test_high_noise_share_of_timesteps():
+    t = train.timesteps(np.random.default_rng(0), 20000, 0.3)
+    assert t.min() >= 0 and t.max() <= 999
+    # uniform draws put half the batch at t >= 500; a 0.3 share drawn there adds 0.3 * 0.5
+    np.testing.assert_allclose((t >= 500).mean(), 0.5 + 0.3 * 0.5, atol=0.01)
+    np.testing.assert_array_equal(np.bincount(train.timesteps(np.random.default_rng(1), 50000, 0.0) // 250),
+                                  np.bincount(np.random.default_rng(1).integers(0, 1000, 50000) // 250))
+
+
+def test_text_encoder_learning_rate_scale():
+    import jax.numpy as jnp
+
+    params = {"unet": {"w": jnp.ones(3)}, "text": {"w": jnp.ones(3)}}
+    grads = {"unet": {"w": jnp.full(3, 0.1)}, "text": {"w": jnp.full(3, 0.1)}}
+    opt = train._optimizer(1e-2, 100, text_lr_scale=0.25)
+    state = opt.init(params)
+    for _ in range(20):  # past warm-up; Adam's first steps move every weight by about the learning rate
+        updates, state = opt.update(grads, state, params)
+    ratio = float(jnp.abs(updates["text"]["w"]).mean() / jnp.abs(updates["unet"]["w"]).mean())
+    np.testing.assert_allclose(ratio, 0.25, rtol=0.02)
+
+
 def test_vae_loss_falls():
     import jax
     import jax.numpy as jnp
@@ -72,6 +109,11 @@ def test_loss_curve_png(tmp_path):
 
     train.loss_curve_png(tmp_path / "loss.png", {"a": list(np.geomspace(1, 0.01, 300)), "b": [0.5] * 10})
     assert Image.open(tmp_path / "loss.png").size == (480, 400)
+    probes = [{"step": s, "color": s / 300, "shape": 0.5, "direction": 1 - s / 300} for s in (100, 200, 300)]
+    train.loss_curve_png(tmp_path / "probes.png", {"a": list(np.geomspace(1, 0.01, 300))}, probes)
+    img = np.asarray(Image.open(tmp_path / "probes.png"))
+    assert img.shape == (400, 480, 3)
+    assert (np.abs(img[200:].astype(int) - train.PROBE_COLOURS["direction"]).sum(-1) == 0).sum() > 50  # its line
 
 
 @pytest.fixture(scope="module")

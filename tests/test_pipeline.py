@@ -178,6 +178,29 @@ def test_one_compilation_per_shape(tiny_runs):
     np.testing.assert_array_equal(run(), base)  # same arguments, same video
 
 
+def test_load_params_swaps_weights_without_tracing_again(tiny_runs):
+    """New weights of the same shapes (the demo trainer's probes): the same compiled loop, and the video
+    of a pipeline built with those weights."""
+    import jax
+
+    from vinf_jax.loading import Model
+
+    pipe = tiny_runs[1]["pipe"]
+    halved = jax.tree.map(lambda a: np.asarray(a) * 0.5, pipe.unet.params)
+    other = VideoInfinityPipeline(Model("unet", pipe.unet.config, halved), pipe.text_encoder, pipe.vae,
+                                  pipe.tokenizer, pipe.scheduler_config, devices=1)
+    run = lambda p: np.asarray(p(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY))
+    want = run(other)
+    with count_traces("denoise_loop") as traces:
+        before = run(pipe)
+        pipe.load_params(unet=halved)
+        got = run(pipe)
+        pipe.load_params(unet=pipe.unet.params)  # the fixture's pipeline serves later tests
+    assert traces["n"] == 0
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got - before).max() > 1e-3
+
+
 # ---------------------------------------------------------------------------------------------------
 # 4. predict_noise, latent output
 

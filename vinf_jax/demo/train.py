@@ -172,6 +172,15 @@ def encode_world(ae, p, seed, log):
     return np.stack(lat), scenes, fps, starts
 
 
+def target(x0, noise, ab):
+    """What the UNet learns to predict from x_t = sqrt(ab) x0 + sqrt(1 - ab) noise: v or the noise."""
+    import jax.numpy as jnp
+
+    if V_PREDICTION:
+        return jnp.sqrt(ab) * noise - jnp.sqrt(1 - ab) * x0
+    return noise
+
+
 def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr_scale: float = 1.0):
     """(params, opt_state, step, loss, graphdefs) of the UNet + text encoder. ``loss(params, x0, ids,
     fps, t, noise)`` is the MSE of the prediction ``SCHEDULER`` names (v or epsilon) on its noise schedule;
@@ -195,8 +204,7 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr
         ab = acp[t][:, None, None, None, None]
         xt = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise
         out = nnx.merge(ug, params["unet"])(xt, t.astype(jnp.float32), ctx, fps_b)
-        target = jnp.sqrt(ab) * noise - jnp.sqrt(1 - ab) * x0 if V_PREDICTION else noise
-        return jnp.mean(jnp.square(out - target))
+        return jnp.mean(jnp.square(out - target(x0, noise, ab)))
 
     @jax.jit
     def step(params, opt_state, x0, ids, fps_b, t, noise):
