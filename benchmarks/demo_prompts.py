@@ -12,7 +12,7 @@
   clips with its direction, and per colour / direction;
 - ``--noise``: the same noise with each of the four colour words: does the colour follow the
   prompt or the noise (clips whose colour is the same for all four prompts)?
-- ``--gap``: epsilon-prediction loss per timestep band on fresh world clips (encoded by the
+- ``--gap``: the training loss (epsilon or v, as the scheduler config says) per timestep band on fresh world clips (encoded by the
   folder's own VAE encoder) with the right prompt, the empty prompt, and a prompt with one word
   (colour / shape / direction) wrong: the excess loss of a wrong word is how much the model uses it;
   also the schedule's terminal SNR.
@@ -84,7 +84,8 @@ def same_noise(pipe, seed: int) -> dict:
 
 
 def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
-    """Epsilon MSE per timestep band with the right / empty / one-word-wrong prompt (same x0, t, noise)."""
+    """MSE of the model's prediction (epsilon or v) per timestep band with the right / empty /
+    one-word-wrong prompt (same x0, t, noise)."""
     import jax
     import jax.numpy as jnp
     import torch
@@ -100,6 +101,7 @@ def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
         x0 = np.stack([ae.encode(torch.from_numpy(world.render(s, 8, 16).transpose(0, 3, 1, 2) * 2 - 1))
                        .latent_dist.mean.numpy().transpose(0, 2, 3, 1) for s in scenes]) * ae.config.scaling_factor
     acp = alphas_cumprod(ck.scheduler_config)
+    v_pred = ck.scheduler_config.get("prediction_type") == "v_prediction"  # else epsilon
 
     def other(options, word):
         rest = [o for o in options if o != word]
@@ -127,7 +129,8 @@ def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
             for i in range(0, clips, 16):
                 eps = unet(ck.unet.params, jnp.asarray(xt[i:i + 16]), jnp.asarray(t[i:i + 16], jnp.float32),
                            ctx[i:i + 16], jnp.full((len(t[i:i + 16]),), 16.0))
-                errs.append(np.mean(np.square(np.asarray(eps) - noise[i:i + 16]), axis=(1, 2, 3, 4)))
+                want = noise[i:i + 16] if not v_pred else (np.sqrt(ab) * noise - np.sqrt(1 - ab) * x0)[i:i + 16]
+                errs.append(np.mean(np.square(np.asarray(eps) - want), axis=(1, 2, 3, 4)))
             band[name] = float(np.mean(np.concatenate(errs)))
         out[f"{lo}-{hi}"] = band
         print(f"t {lo}-{hi}: " + ", ".join(f"{k} {v:.4f}" for k, v in band.items()), flush=True)

@@ -1,10 +1,12 @@
-"""The shipped tiny-demo model does what the demo promises (issue 14's acceptance checks).
+"""The shipped tiny-demo model does what the demo promises (issues 14 and 23's acceptance checks).
 
 The model is loaded the way a user's first command loads it: the packaged diffusers folder goes
 through ``convert.videocrafter2`` into an empty cache. Over the demo config's seed and two more,
 Video-Infinity and independent clips (attn.padding=0, attn.top_k=0, conv_layer.padding=0) are
-generated from the same noise and checked with the world's detector. Seam figures are pooled over
-the three seeds (median seam jump over median within-clip step).
+generated from the same noise and checked with the world's detector (wrap-aware centroids). Seam
+figures are pooled over the three seeds (median seam jump over median within-clip step). Single
+clips of every prompt of the world (``vinf_jax.demo.probe``) use a seed of their own, apart from the
+probe, tuning and held-out seeds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from vinf_jax.demo.evaluate import INDEPENDENT, evaluate, generate, load_demo_co
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "demo.json"
 SEEDS = (None, 3, 4)  # None: the config's own seed
+SINGLE_CLIP_SEED = 5
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,9 @@ def runs(tmp_path_factory):
     for name, sets in (("vi", ()), ("independent", INDEPENDENT)):
         cfg = load_demo_config(CONFIG, sets)
         out[name] = [evaluate(generate(pipe, cfg, s), cfg.pipe.prompts, cfg.video_infinity.num_clips) for s in SEEDS]
+    from vinf_jax.demo.probe import probe, single_clip_config
+
+    out["single"] = probe(pipe, single_clip_config(), (SINGLE_CLIP_SEED,))
     return out
 
 
@@ -57,14 +63,22 @@ def share(runs, key):
     return float(np.mean([r[key] for r in runs["vi"]])), [(r[key], r["directions"]) for r in runs["vi"]]
 
 
-# Targets of issue 14 that the shipped model (UNet snapshot at step 1250) does not reach yet; the
-# thresholds stay, strict xfail flags the day a better-trained model meets them (BENCHMARKS.md).
-SHORT = "the shipped model falls short of this target (reached: {}); see BENCHMARKS.md 'Seams'"
+# Targets of issues 14 and 23 that the shipped model (issue 14's, UNet snapshot at step 1250) does not
+# reach; the thresholds stay, strict xfail flags the day a better-trained model meets them
+# (BENCHMARKS.md "Why the demo model ignored its prompts"). Figures measured by this file's seeds.
+SHORT = "the shipped model falls short of this target (reached: {}); see BENCHMARKS.md (issue 23)"
 
 
 def test_object_found_in_every_frame(runs):
     found, detail = share(runs, "found")
     assert found >= 0.95, detail
+
+
+@pytest.mark.xfail(strict=True, reason=SHORT.format("colour 58 %, shape 48 %, direction 38 %"))
+def test_single_clips_follow_their_prompts(runs):
+    """Issue 23: the base model alone (no Video-Infinity), one clip of every prompt of the world."""
+    r = runs["single"]
+    assert r["color"] >= 0.95 and r["shape"] >= 0.90 and r["direction"] >= 0.85, r
 
 
 @pytest.mark.xfail(strict=True, reason=SHORT.format("61 % of frames"))
@@ -73,12 +87,14 @@ def test_colour_matches_prompt(runs):
     assert color >= 0.90, detail
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("42 % of clips"))
+@pytest.mark.xfail(strict=True, reason=SHORT.format("25 % of clips"))
 def test_direction_matches_prompt(runs):
     direction, detail = share(runs, "direction")
     assert direction >= 0.80, detail
 
 
+@pytest.mark.xfail(strict=True, reason=SHORT.format("2.18 with wrap-aware centroids (circular means, which "
+                                                   "background noise does not pull to the frame's centre)"))
 def test_video_infinity_seams_like_steps_inside_clips(runs):
     assert centroid(runs, "vi") <= 2.0, (centroid(runs, "vi"), centroid(runs, "independent"))
 
@@ -89,6 +105,5 @@ def test_general_seam_metric_agrees(runs):
     assert general(runs, "vi") < general(runs, "independent"), (general(runs, "vi"), general(runs, "independent"))
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("independent clips 2.7x Video-Infinity"))
 def test_independent_clips_three_times_worse(runs):
     assert centroid(runs, "independent") >= 3 * centroid(runs, "vi"), (centroid(runs, "vi"), centroid(runs, "independent"))
