@@ -12,8 +12,11 @@ Two stages, as latent diffusion models are trained:
    with the v-prediction loss on VideoCrafter2's noise schedule and 10% empty prompts (for
    classifier-free guidance).
 
-The output folder is a diffusers text-to-video pipeline (``export``), plus ``loss.png`` and
-``train_log.json`` (losses, sizes, wall time, machine, versions).
+Every ``probe_every`` steps the model samples one clip of each of the world's 32 prompts on the probe
+seed with the pipeline itself (``vinf_jax.demo.probe``): colour / shape / direction accuracy.
+
+The output folder is a diffusers text-to-video pipeline (``export``), plus ``loss.png`` (losses and
+probes) and ``train_log.json`` (losses, probes, sizes, wall time, machine, versions).
 """
 
 from __future__ import annotations
