@@ -88,6 +88,17 @@ def test_text_encoder_learning_rate_scale():
     np.testing.assert_allclose(ratio, 0.25, rtol=0.02)
 
 
+def test_every_world_word_is_one_token(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo.tokenizer import write_tokenizer
+
+    write_tokenizer(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path))
+    assert {w: tok.tokenize(w) for w in world.WORDS} == {w: [w + "</w>"] for w in world.WORDS}
+    assert len(tok("a green square moving left").input_ids) == 7  # start, five words, end
+
+
 def test_vae_loss_falls():
     import jax
     import jax.numpy as jnp

@@ -29,7 +29,10 @@ def vocab_and_merges() -> tuple[dict[str, int], list[str]]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     chars = list(bytes_to_unicode().values())
-    merges = list(dict.fromkeys(m for w in WORDS for m in _merges(w)))
+    # BPE applies the lowest-ranked merge first: with "red" before "green", "r e" outranks "g r" and
+    # "green" ends as g/re/e/n. Longer words first keeps every word's chain ahead of shorter words'
+    # pairs (tests/test_demo_train.py checks that each world word is one token).
+    merges = list(dict.fromkeys(m for w in sorted(WORDS, key=len, reverse=True) for m in _merges(w)))
     tokens = chars + [c + "</w>" for c in chars] + [m.replace(" ", "") for m in merges] + list(SPECIAL)
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges
 
