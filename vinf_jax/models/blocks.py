@@ -15,8 +15,8 @@ from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, dot_product_att
 
 def _attention_impl(q, k) -> str | None:
     """cuDNN flash attention for half-precision self-attention on GPUs (what makes the spatial
-    attention fast: no (tokens x tokens) score matrix in memory); XLA elsewhere. ``VINF_ATTENTION``
-    (``xla`` / ``cudnn``) overrides the choice."""
+    attention fast: no (tokens x tokens) score matrix in memory); None (our XLA attention) elsewhere.
+    ``VINF_ATTENTION`` (``xla`` / ``cudnn``) overrides the choice."""
     forced = os.environ.get("VINF_ATTENTION")
     if forced:
         return None if forced == "xla" else forced
@@ -32,15 +32,14 @@ def attention(q, k, v, heads: int):
     split = lambda x: x.reshape(x.shape[0], x.shape[1], heads, d)
     q4, k4, v4 = split(q), split(k), split(v)
     impl = _attention_impl(q, k)
-    if impl is None and q.dtype == jnp.float16 and jax.default_backend() == "cpu":
-        # jax.nn's XLA kernel asks for a float16 -> float32 dot, which XLA:CPU lacks
-        return dot_product_attention(q4, k4, v4, d ** -0.5).reshape(b, lq, inner)
-    try:
-        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
-    except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA kernel is exact too
-        if impl is None:
-            raise
-        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5)
+    out = None
+    if impl is not None:
+        try:
+            out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
+        except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA path below
+            pass
+    if out is None:  # float32 logits, softmax and probabilities x values, as the temporal layers
+        out = dot_product_attention(q4, k4, v4, d ** -0.5)
     return out.reshape(b, lq, inner)
 
 
