@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -80,6 +81,19 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Tab")  # Gradio takes a number's value when the field loses focus
 
 
+def small_video(page) -> None:
+    """4 clips x 4 frames, 4 steps (64x64 from the demo config)."""
+    set_number(page, "num_clips", 4)
+    set_number(page, "num_frames", 4)
+    set_number(page, "steps", 4)
+
+
+def video_loaded(page, timeout_ms: int) -> None:
+    page.wait_for_function("() => { const v = document.querySelector('#video video');"
+                           " return v !== null && v.readyState >= 1 && v.duration > 0; }", timeout=timeout_ms)
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('seams:')", timeout=60_000)
+
+
 def test_generate_in_the_browser_plays_the_video_and_writes_mp4_and_sidecar(app, browser, tmp_path):
     url, base = app
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
@@ -87,14 +101,10 @@ def test_generate_in_the_browser_plays_the_video_and_writes_mp4_and_sidecar(app,
     prompts = page.locator("#prompts textarea")
     prompts.fill("a green circle moving right\na yellow square moving up")
     prompts.press("Tab")
-    set_number(page, "num_clips", 4)
-    set_number(page, "num_frames", 4)
-    set_number(page, "steps", 4)
+    small_video(page)
     page.wait_for_function("() => document.querySelector('#clip-map').innerText.includes('clips 2–3: a yellow square')")
     page.click("#generate")
-    page.wait_for_function("() => { const v = document.querySelector('#video video');"
-                           " return v !== null && v.readyState >= 1 && v.duration > 0; }", timeout=300_000)
-    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('seams:')", timeout=60_000)
+    video_loaded(page, 300_000)
     duration = page.evaluate("() => document.querySelector('#video video').duration")
     assert duration == pytest.approx(16 / 16, abs=0.2)  # 4 clips x 4 frames at the config's 16 fps
     (mp4,) = base.glob("*.mp4")
@@ -128,3 +138,25 @@ def test_a_bad_size_shows_the_config_error_and_writes_nothing(app, browser):
                            timeout=60_000)
     assert sorted(p.name for p in base.iterdir()) == before
     page.close()
+
+
+def test_two_visitors_take_turns_and_the_second_run_compiles_nothing(app, browser):
+    """Two pages click Generate together: one runs, the other shows its place in the queue, then
+    both videos play. The shapes are the first test's, so the kept pipeline compiles nothing."""
+    url, base = app
+    pages = [browser.new_page() for _ in range(2)]
+    for page in pages:
+        page.goto(url)
+        small_video(page)
+    for page in pages:
+        page.click("#generate")
+    deadline, waiting = time.monotonic() + 60, False
+    while not waiting and time.monotonic() < deadline:  # whichever click came second waits in line
+        waiting = any(re.search(r"queue: *\d+/\d+", page.inner_text("body")) for page in pages)
+        time.sleep(0.1)
+    assert waiting, "no page showed its place in the queue"
+    for page in pages:
+        video_loaded(page, 300_000)
+        assert "compile cache: 0 hit(s), 0 miss(es)" in page.locator("#summary").inner_text()
+        page.close()
+    assert len(list(base.glob("*.mp4"))) == 3  # the first test's and these two, under their own indices
