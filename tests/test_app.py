@@ -104,3 +104,45 @@ def test_compare_renders_independent_clips_and_out_of_memory_leaves_the_app_serv
     monkeypatch.setattr(DenoiseLoop, "build", build)
     (again,) = session.run(session.config(values(session, seed=6)), Heard())
     assert again.path.is_file() and again.summary["compile_cache"]["misses"] == 0  # shapes seen before: nothing compiled
+
+
+def test_bad_launch_values_are_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """Before any device starts or any page is served: a missing config, a bad limit, a multi-host job."""
+    from vinf_jax.app.__main__ import main
+
+    assert main(["--config", str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    tiny = str(ROOT / "configs/tiny.json")
+    assert main(["--config", tiny, "--base-path", str(tmp_path / "out"), "--max-frames", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --max-frames 0: a positive integer"
+    for k, v in {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["--config", tiny, "--base-path", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: distributed: the app runs on one host; multi-host jobs use "
+                                               "the CLI (python -m vinf_jax.generate)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_page_hears_steps_then_frames():
+    """What the page shows while a run goes: each denoising step, then the frames written so far."""
+    import queue
+
+    from vinf_jax.app.page import PageObserver
+
+    events = queue.Queue()
+    seen = PageObserver(events)
+    seen.denoise_started(2)
+    for i in range(2):
+        seen.denoise_step(i)
+    seen.decode_started(16)
+    seen.frames_written(8)
+    seen.frames_written(8)
+    seen.status("independent clips (same seed, no context between clips) ...")
+    seen.denoise_started(2)
+    seen.denoise_step(0)
+    assert [events.get_nowait() for _ in range(7)] == [
+        "Video-Infinity: denoising, step 1 of 2", "Video-Infinity: denoising, step 2 of 2",
+        "Video-Infinity: decoding and writing, 0 of 16 frames", "Video-Infinity: decoding and writing, 8 of 16 frames",
+        "Video-Infinity: decoding and writing, 16 of 16 frames",
+        "independent clips (same seed, no context between clips) ...",
+        "independent clips: denoising, step 1 of 2"]

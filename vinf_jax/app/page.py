@@ -33,9 +33,11 @@ class PageObserver(Observer):
         self.steps = self.frames = self.done = 0
 
     def status(self, message):
-        if message.startswith("independent clips"):
+        if message.startswith("independent clips"):  # the comparison run begins (AppSession.run)
             self.label = "independent clips"
-        self.events.put(f"{self.label}: {message}")
+            self.events.put(message)
+        else:
+            self.events.put(f"{self.label}: {message}")
 
     def denoise_started(self, steps):
         self.steps = steps
