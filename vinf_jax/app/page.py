@@ -102,7 +102,9 @@ def _input(f, value):
 
 def build_page(session: AppSession) -> gr.Blocks:
     launch, limits = session.launch, session.limits
-    with gr.Blocks(title="vinf_jax: long videos") as page:
+    # Gradio serves copies of the videos from its cache: drop those older than an hour, hourly (the
+    # files in base_path stay); no usage statistics leave the machine
+    with gr.Blocks(title="vinf_jax: long videos", delete_cache=(3600, 3600), analytics_enabled=False) as page:
         gr.Markdown(f"## Video-Infinity: long videos from prompts\nModel `{launch.model}`; videos go to "
                     f"`{Path(launch.base_path).resolve()}` (both fixed at launch). At most {limits.max_frames} frames "
                     f"and {limits.max_pixels} pixels per frame. One generation runs at a time; others wait in line.")
