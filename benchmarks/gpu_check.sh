@@ -9,10 +9,12 @@
 # .whl/ holds diffusers and importlib_metadata wheels for Python 3.12 (the GPU image lacks
 # diffusers); without them the torch column is skipped with a note. Each part is time-boxed and
 # every JSON is written as it goes, so a part cut short still leaves what it measured. All files
-# land in $OUT (at most 8 come back): gpu_check.log, unet_step.json, generate.json, comm.json,
-# max_frames.json, summary.md. The parts, in order of what the acceptance needs:
+# land in $OUT (at most 8 come back): gpu_check.log, unet_step.json, half_precision.json, generate.json,
+# comm.json, max_frames.json, summary.md. The parts, in order of what the acceptance needs:
 #   1. unet_step: the guided step at 24 frames, vanilla vs clip-parallel (attn.exchange kv and
 #      inputs) vs diffusers fp16 SDPA eager and torch.compile, and the bf16 matmul peak;
+#   1b. half_precision: float16 vs bfloat16 (vs float32) on the full UNet step and VAE decode:
+#      time and error on the same random weights (decides auto's GPU dtype and the decoder's);
 #   2. generate_full: 30 steps of 24 frames with decode (frames/s per GPU);
 #   3. comm: bytes per device and step at D = 8 for both exchange schemes (virtual CPU devices);
 #   4. max_frames, only if time is left.
@@ -64,6 +66,15 @@ say "unet_step (budget ${T}s)"
 timeout -k 10 "$W" python3 benchmarks/unet_step.py "${SIZE[@]}" --frames "${FRAMES[@]}" --parallel --parallel-frames $PFRAMES \
   --exchange kv inputs "${TCOMPILE[@]}" --steps 10 --warmup 2 --budget-s "$T" --out "$OUT/unet_step.json" 2>&1 | tee -a "$LOG"
 say "unet_step exit ${PIPESTATUS[0]}"
+
+# ---- 1b. float16 against bfloat16 on the full UNet and VAE decoder: step time and error vs float32
+T=$(box ${HALF_S:-120})
+if [ "$T" -gt 20 ]; then
+  say "half_precision (box ${T}s)"
+  timeout -k 10 "$T" python3 benchmarks/half_precision.py "${SIZE[@]}" --frames $PFRAMES --steps 5 --warmup 1 \
+    --out "$OUT/half_precision.json" 2>&1 | tee -a "$LOG"
+  say "half_precision exit ${PIPESTATUS[0]}"
+fi
 
 # ---- 2. one whole 30-step 24-frame generation with decode, if the pipeline exists
 if [ "$(left)" -lt 20 ]; then

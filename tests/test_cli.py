@@ -131,6 +131,11 @@ BAD = [  # (overrides, text the error line must contain)
     (["pipe_configs.scheduler=euler"], "pipe_configs.scheduler"),
     (["dtype=torch.float8"], "dtype"),
     (["pipe_configs.steps=1001"], "num_train_timesteps=1000"),
+    # float16 overflows (65504) where float32 and bfloat16 do not: the guidance blows the latents past it
+    (["pipe_configs.guidance_scale=100000", "pipe_configs.steps=3", "pipe_configs.height=32", "pipe_configs.width=32",
+      "num_clips=2", "dtype=float16"],
+     'at denoising step 1 of 3, computing in float16; float16 overflows where bfloat16 does not: try "dtype": '
+     '"bfloat16"'),
 ]
 
 

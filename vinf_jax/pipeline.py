@@ -58,6 +58,15 @@ _channels_first = jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))
 _channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)))
 
 
+def _non_finite_message(step: int, steps: int, dtype) -> str:
+    """What went wrong and what to try: float16's range ends at 65504, bfloat16 has float32's range."""
+    where = f"NaN or inf appeared in the latents at denoising step {step} of {steps}, computing in {jnp.dtype(dtype).name}"
+    if jnp.dtype(dtype) == jnp.float16:
+        return where + ('; float16 overflows where bfloat16 does not: try "dtype": "bfloat16" '
+                        '(or "float32"), or check the weights')
+    return where + " (check the weights and dtype)"
+
+
 class VideoInfinityPipeline:
     """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
 
@@ -232,6 +241,15 @@ class VideoInfinityPipeline:
             raise ConfigError(f"{frames} latent frames do not split into num_clips={n} clips")
 
     # -- the whole video -------------------------------------------------------------------------
+    def resolve_scheduler(self, scheduler: str | SchedulerSpec = "auto") -> tuple[SchedulerSpec, dict]:
+        """(sampler, scheduler config to build it from) for a name, "auto" (the sampler of this model's own
+        code, ``sampling/auto.py``) or a spec; what "auto" cannot honour is one warning."""
+        if isinstance(scheduler, SchedulerSpec):
+            return scheduler, self.scheduler_config
+        spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config, self.unet.config)
+        warn_notes(notes, stacklevel=4)
+        return spec, sched_cfg
+
     def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
                  steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
@@ -254,11 +272,7 @@ class VideoInfinityPipeline:
         if height % s or width % s:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
-        if isinstance(scheduler, SchedulerSpec):
-            spec, sched_cfg = scheduler, self.scheduler_config
-        else:  # "auto": the checkpoint's own sampler; what cannot be honoured is one warning
-            spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config)
-            warn_notes(notes)
+        spec, sched_cfg = self.resolve_scheduler(scheduler)
         solver = make_solver(spec, sched_cfg, steps)
         self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
         fps = self._fps_argument(fps)
@@ -303,8 +317,7 @@ class VideoInfinityPipeline:
                 raise
             raise OutOfMemoryError(self._memory_advice(n, num_frames, height, width, h, w)) from None
         if (bad >= 0).any():
-            raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
-                                 f"of {steps} (check the weights and dtype)")
+            raise NonFiniteError(_non_finite_message(int(bad[bad >= 0].min()), steps, self.dtype))
         if output_type == "latent":  # stays on the devices (sharded over frames) for export_video
             return _channels_first(x)
         return gather_to_host(self._decode_fn(8)(self._vae_params, x[0]))

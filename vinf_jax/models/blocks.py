@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, linear
+from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, dot_product_attention, geglu, linear, silu
 
 
 def _attention_impl(q, k) -> str | None:
@@ -32,6 +32,9 @@ def attention(q, k, v, heads: int):
     split = lambda x: x.reshape(x.shape[0], x.shape[1], heads, d)
     q4, k4, v4 = split(q), split(k), split(v)
     impl = _attention_impl(q, k)
+    if impl is None and q.dtype == jnp.float16 and jax.default_backend() == "cpu":
+        # jax.nn's XLA kernel asks for a float16 -> float32 dot, which XLA:CPU lacks
+        return dot_product_attention(q4, k4, v4, d ** -0.5).reshape(b, lq, inner)
     try:
         out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
     except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA kernel is exact too
@@ -67,7 +70,7 @@ class FeedForward(nnx.Module):
 
     def __call__(self, x):
         h, gate = jnp.split(self.proj_in(x), 2, axis=-1)
-        return self.proj_out(h * jax.nn.gelu(gate, approximate=False))
+        return self.proj_out(geglu(h, gate))
 
 
 class BasicTransformerBlock(nnx.Module):
@@ -122,18 +125,18 @@ class ResnetBlock2D(nnx.Module):
     def __init__(self, cin: int, cout: int, temb: int | None, groups: int, eps: float, *, rngs: nnx.Rngs,
                  output_scale_factor: float = 1.0):
         self.output_scale_factor = output_scale_factor
-        self.norm1 = GroupNorm(groups, cin, eps)
+        self.norm1 = GroupNorm(groups, cin, eps, silu=True)
         self.conv1 = conv2d(cin, cout, 3, rngs)
         self.time_emb_proj = linear(temb, cout, rngs) if temb else None
-        self.norm2 = GroupNorm(groups, cout, eps)
+        self.norm2 = GroupNorm(groups, cout, eps, silu=True)
         self.conv2 = conv2d(cout, cout, 3, rngs)
         self.conv_shortcut = conv2d(cin, cout, 1, rngs) if cin != cout else None
 
     def __call__(self, x, temb=None):
-        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = self.conv1(self.norm1(x))  # norm -> SiLU
         if self.time_emb_proj is not None:
-            h = h + self.time_emb_proj(jax.nn.silu(temb))[:, None, None, :]
-        h = self.conv2(jax.nn.silu(self.norm2(h)))
+            h = h + self.time_emb_proj(silu(temb))[:, None, None, :]
+        h = self.conv2(self.norm2(h))  # norm -> SiLU
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         out = x + h

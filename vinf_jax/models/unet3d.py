@@ -158,7 +158,7 @@ class UNet3D(nnx.Module):
             UNetBlock3D("up_cross" if t == "CrossAttnUpBlock3D" else "up", cfg, rchans[min(i + 1, last)], rchans[i],
                         rheads[i], rngs=rngs, prev_out=rchans[max(i - 1, 0)], add_resample=i < last)
             for i, t in enumerate(cfg.up_block_types)])
-        self.conv_norm_out = GroupNorm(cfg.norm_num_groups, c0, cfg.norm_eps)
+        self.conv_norm_out = GroupNorm(cfg.norm_num_groups, c0, cfg.norm_eps, silu=True)
         self.conv_out = conv2d(c0, cfg.out_channels, 3, rngs)
 
     def embed(self, timesteps, fps, batch: int, dtype):
@@ -200,5 +200,5 @@ class UNet3D(nnx.Module):
             x = block.up(x, list(mine), temb, ctx, ops, size)
         # float32 input promotes conv_out to float32: the noise prediction leaves the model unrounded,
         # before classifier-free guidance multiplies its error by ~2 * guidance_scale
-        x = self.conv_out(jax.nn.silu(self.conv_norm_out(x)).astype(jnp.float32))
+        x = self.conv_out(self.conv_norm_out(x).astype(jnp.float32))  # norm -> SiLU
         return x.reshape(b, t, h, w, -1)
