@@ -174,7 +174,7 @@ def main(argv=None):
         "versions": {"jax": jax.__version__, "torch": torch.__version__.split("+")[0],
                      "diffusers": __import__("diffusers").__version__},
     }
-    from vinf_jax.jsonfile import dumps, write_json
+    from vinf_jax.output.jsonfile import dumps, write_json
 
     write_json(args.out, result)
     print(dumps(result), end="")

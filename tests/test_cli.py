@@ -32,7 +32,7 @@ def generate(config, sets, cwd, env=None, **kw):
 
 @pytest.mark.parametrize("name", ["config.json", "multi_prompts.json", "single_gpu.json"])
 def test_original_configs_make_an_mp4(name, tmp_path):
-    from vinf_jax.video_io import read_mp4
+    from vinf_jax.output.video_io import read_mp4
 
     r = generate(ORIGINALS / name, SMALL + [f"base_path={tmp_path}/out"], tmp_path)
     assert r.returncode == 0, r.stderr

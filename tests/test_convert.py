@@ -440,7 +440,7 @@ def test_load_rejects_damaged_checkpoint(case, converted, tmp_path):
 
 def test_generate_cli_runs_on_a_converted_checkpoint(converted, tmp_path):
     """The user path: a converted folder as `model` of an original config gives an mp4."""
-    from vinf_jax.video_io import read_mp4
+    from vinf_jax.output.video_io import read_mp4
 
     cfg = Path(__file__).resolve().parents[1] / "configs" / "single_gpu.json"
     sets = [f"model={converted.path}", f"base_path={tmp_path}/out", "pipe_configs.steps=2", "pipe_configs.height=32",

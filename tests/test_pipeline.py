@@ -216,7 +216,7 @@ def test_export_video_equals_todays_frames(tiny_runs, tmp_path):
     today's path (decode -> float frames -> uint8 -> write_mp4) exactly."""
     import jax
 
-    from vinf_jax.video_io import read_mp4, write_mp4
+    from vinf_jax.output.video_io import read_mp4, write_mp4
 
     pipe, today = tiny_runs[8]["pipe"], tiny_runs[8]["frames"]
     lat = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY)

@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
+from vinf_jax.config.video_infinity import clip_prompt_index
 from vinf_jax import compile_cache
 from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning, is_out_of_memory
 from vinf_jax.loading import Model
@@ -66,11 +67,6 @@ def _non_finite_message(step: int, steps: int, dtype) -> str:
     return where + " (check the weights and dtype)"
 
 
-def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
-    """Clip c uses prompts[(c * len(prompts)) // N] (docs/method.md §1)."""
-    return [(c * num_prompts) // num_clips for c in range(num_clips)]
-
-
 class VideoInfinityPipeline:
     """Text-to-long-video with Video-Infinity on VideoCrafter2, one SPMD program over a device mesh."""
 
@@ -99,34 +95,27 @@ class VideoInfinityPipeline:
         """From a converted checkpoint folder, ``"tiny-random"`` (a small random model, no download) or
         ``"tiny-demo"`` (the small model trained on the demo world, shipped in the package).
         ``dtype``: the config's names or a numpy/jax dtype (``vinf_jax.config.dtypes``)."""
-        if str(checkpoint_dir) == "tiny-random":
-            return cls.tiny_random(devices=devices, dtype=dtype)
-        if str(checkpoint_dir) == "tiny-demo":  # the shipped trained model, through the real converter
-            from vinf_jax.demo.model import checkpoint_path
+        from vinf_jax.named_models import load_model
 
-            checkpoint_dir = checkpoint_path()
-        from vinf_jax.loading import load_checkpoint
-
-        ck = load_checkpoint(checkpoint_dir)
-        missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
-        if missing:
-            raise ConfigError(f"model: checkpoint {checkpoint_dir} lacks {', '.join(missing)} (convert it with --base)")
-        pipe = cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe = cls.from_checkpoint(load_model(checkpoint_dir), devices=devices, dtype=dtype)
         pipe._warn_if_large_on_cpu()
         return pipe
 
     @classmethod
+    def from_checkpoint(cls, ck, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
+        """From a ``loading.LoadedCheckpoint`` already in host memory (the app builds one pipeline per
+        device set from one load)."""
+        missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
+        if missing:
+            raise ConfigError(f"model: checkpoint {ck.path} lacks {', '.join(missing)} (convert it with --base)")
+        return cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+
+    @classmethod
     def tiny_random(cls, seed: int = 0, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
         """A small random model of the real architecture (``vinf_jax.tiny``), built in process."""
-        from vinf_jax import tiny
-        from vinf_jax.random_init import random_params
+        from vinf_jax.named_models import tiny_random
 
-        models = []
-        for offset, (kind, cfg) in enumerate((("unet", tiny.UNET), ("text_encoder", tiny.TEXT), ("vae", tiny.VAE))):
-            model = Model(kind, cfg)
-            model.params = random_params(model.abstract, seed + offset)
-            models.append(model)
-        return cls(*models, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
+        return cls.from_checkpoint(tiny_random(seed), devices=devices, dtype=dtype)
 
     def _warn_if_large_on_cpu(self, threshold: int = 100_000_000):
         if self.platform != "cpu":
@@ -180,7 +169,7 @@ class VideoInfinityPipeline:
         """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) float32 in [0, 1] on every process; each
         device decodes its own frames, ``chunk`` at a time, and the frames are gathered once. The
         whole video passes through host memory: for long videos use :meth:`export_video`."""
-        from vinf_jax.export import frames_first
+        from vinf_jax.output.export import frames_first
 
         x = frames_first(self, latents)  # (T, h, w, C)
         if x.shape[0] % self.num_devices:
@@ -204,7 +193,7 @@ class VideoInfinityPipeline:
         when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used. If the devices run
         out of memory on the first chunk, ``chunk`` is halved and the export starts again (a warning).
         """
-        from vinf_jax.export import export_video
+        from vinf_jax.output.export import export_video
 
         return export_video(self, latents, path, fps, save_frames=save_frames, sidecar=sidecar, chunk=chunk,
                             progress=progress, observe=observe)
@@ -212,7 +201,7 @@ class VideoInfinityPipeline:
     def _chunk_program(self, plan, raw: bool):
         """The compiled decode of one chunk of frames (``parallel.stream.chunk_program``): uint8
         frames, plus their float32 values with ``raw``; the same arithmetic as :meth:`decode`."""
-        from vinf_jax.export import device_uint8
+        from vinf_jax.output.export import device_uint8
         from vinf_jax.parallel.stream import chunk_program
 
         key = ("chunk", plan, raw)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vinf_jax import jsonfile
+from vinf_jax.output import jsonfile
 from vinf_jax.demo import world
 
 SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_schedule": "scaled_linear",
