@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -83,6 +84,20 @@ def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True, shi
     emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
     if flip_sin_to_cos:
         emb = jnp.concatenate([emb[:, half:], emb[:, :half]], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+def guidance_embedding(w: jax.Array, dim: int) -> jax.Array:
+    """T2V-Turbo's ``get_w_embedding`` (VDM's): (B,) scales -> (B, dim), ``[sin, cos]`` of ``1000 w`` times
+    ``exp(-ln(10000) i / (dim/2 - 1))``; note the sin-first order and the ``- 1``, unlike the timestep embedding."""
+    half = dim // 2
+    # the frequencies as torch computes them in float32: the float32 log(10000) / (half - 1), then exp
+    scale = np.float32(np.float32(math.log(10000.0)) / np.float32(half - 1))
+    freqs = np.exp(np.arange(half, dtype=np.float32) * -scale).astype(np.float32)
+    args = (jnp.asarray(w, jnp.float32) * 1000.0)[:, None] * jnp.asarray(freqs)[None, :]
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
     if dim % 2:
         emb = jnp.pad(emb, ((0, 0), (0, 1)))
     return emb

@@ -16,16 +16,17 @@ CONTEXT_SPEC = P(None, AXIS)
 
 
 def local_unet(model, vi: VideoInfinityConfig, num_clips: int):
-    """``f(params, x, t, ctx, fps)`` for the block of clips one device holds.
+    """``f(params, x, t, ctx, fps, guidance=None, motion=None)`` for the block of clips one device holds.
 
     Runs inside shard_map over ``"clips"``: x (B, T_local, H, W, C) channels-last, ctx
-    (B, clips_local, L, D), t a scalar (traced: selects the phase bias), fps (B,).
+    (B, clips_local, L, D), t a scalar (traced: selects the phase bias), fps (B,); guidance and
+    motion (B,) are T2V-Turbo's embedded scales (frame-local: they only change the time embedding).
     """
 
-    def f(params, x, t, ctx, fps):
+    def f(params, x, t, ctx, fps, guidance=None, motion=None):
         unet = model.module(params)
         ops = ClipParallelTemporal(frames=x.shape[1], clips=ctx.shape[1], num_clips=num_clips, vi=vi, t=t)
-        return unet(x, t, ctx, fps, ops)
+        return unet(x, t, ctx, fps, ops, guidance=guidance, motion=motion)
 
     return f
 

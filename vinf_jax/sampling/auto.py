@@ -4,6 +4,7 @@
   ``use_karras_sigmas``;
 - ``DDIMScheduler``: DDIM with eta 0 (diffusers pipelines' default); with a ``videocrafter`` block
   (written by the LVDM converter) VideoCrafter's own DDIM with the block's eta and x0 rescaling;
+- a config with a ``t2v_turbo`` block (written by the converter for T2V-Turbo UNets): ``t2v-turbo``;
 - every other class: Video-Infinity's released sampler, ``sde-dpmsolver++`` on the same schedule.
 
 Spacing, offset, schedule and prediction type are read from the config by `make_solver` as for an
@@ -38,6 +39,8 @@ def resolve(name: str, scheduler_config: dict) -> tuple[SchedulerSpec, dict, lis
         return SchedulerSpec.parse(name), scheduler_config, []
     cfg, notes = dict(scheduler_config), []
     cls = cfg.get("_class_name")
+    if isinstance(cfg.get("t2v_turbo"), dict):  # a T2V-Turbo checkpoint: its own few-step sampler
+        return SchedulerSpec("t2v-turbo"), cfg, notes
     if cls == "DDIMScheduler" and isinstance(cfg.get("videocrafter"), dict):
         spec = SchedulerSpec("videocrafter-ddim", eta=float(cfg["videocrafter"].get("eta", 1.0)))
     elif cls == "DDIMScheduler":
@@ -71,6 +74,8 @@ def describe(spec: SchedulerSpec) -> dict:
         out["use_karras_sigmas"] = True
     if spec.kind in ("ddim", "videocrafter-ddim"):
         out["eta"] = spec.eta
+    if spec.lcm_origin_steps is not None:
+        out["lcm_origin_steps"] = spec.lcm_origin_steps
     return out
 
 
