@@ -68,9 +68,9 @@ if [ "${TURBO:-0}" = 1 ]; then
   T=$(box ${COMM_S:-60})
   say "comm for the projection (box ${T}s)"
   JAX_PLATFORMS=cpu timeout -k 5 "$T" python3 benchmarks/comm.py "${SIZE[@]}" --exchange kv --batch 1 --frames $TFRAMES --out "$OUT/comm.json" 2>&1 | tee -a "$LOG"
-  T=$(box ${TURBO_S:-300})
+  T=$(box ${TURBO_S:-330})   # 4 compiled loops (guided first: the baseline of every ratio), JSON after each
   say "turbo: 4/8/16 steps vs 30 guided, ${TFRAMES}-frame clip (box ${T}s)"
-  timeout -k 10 "$T" python3 benchmarks/turbo.py "${SIZE[@]}" --clips 1 --frames $TFRAMES --repeats 2 \
+  timeout -k 10 "$T" python3 benchmarks/turbo.py "${SIZE[@]}" --clips 1 --frames $TFRAMES --repeats 2 --steps 4 16 8 \
     --comm-json "$OUT/comm.json" --out "$OUT/turbo.json" 2>&1 | tee -a "$LOG"
   say "turbo exit ${PIPESTATUS[0]}"
   W=$(box $((${MAXF_S:-120} + 45))); T=$((W - 45))
