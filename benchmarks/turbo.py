@@ -8,8 +8,8 @@ progress callback's spacing (the pipeline polls for a finished step every 50 ms)
     python benchmarks/turbo.py --small --out turbo_cpu.json        # tiny random turbo model, CPU (a ratio)
     python benchmarks/turbo.py --out turbo.json --comm-json comm.json   # full size, random weights, one GPU
 
-Each sampler runs the whole generation (prompt, the one compiled loop, VAE decode) once to compile and
-then ``--repeats`` times timed; the table reports the median. A UNet evaluation is one pass of the UNet
+Each sampler runs the whole generation (prompt, the one compiled loop, VAE decode) once to compile; then
+``--repeats`` rounds time every sampler in turn (interleaved); the table reports the median and the minimum. A UNet evaluation is one pass of the UNet
 over the video's latents: the guided sampler makes two per step (the CFG batch of 2), turbo one.
 Full size also reports frames/s per GPU and projects the seed's 2,300 frames on 8 H200s from the measured
 turbo step (per frame, batch 1) and the communication model of ``comm.py`` (its bytes per step per device;
@@ -78,34 +78,41 @@ def turbo_pipeline(small: bool):
     return VideoInfinityPipeline(*models, tiny.WordTokenizer(), SCHEDULER)
 
 
-def run_case(pipe, args, scheduler, steps, guidance, height, width):
+def run_cases(pipe, args, cases, height, width, on_case=lambda: None) -> list[dict]:
+    """Each case once to compile, then ``repeats`` rounds that time every case in turn (interleaved, so a
+    busy shared machine slows all cases alike)."""
     import numpy as np
 
     from vinf_jax.errors import NonFiniteError
 
-    kw = dict(num_frames=args.frames, num_clips=args.clips, steps=steps, guidance_scale=guidance, height=height,
-              width=width, seed=123, scheduler=scheduler)
-
-    def once():
+    def once(scheduler, steps, guidance):
         t = time.perf_counter()
         try:
-            pipe(PROMPT, **kw)
+            pipe(PROMPT, num_frames=args.frames, num_clips=args.clips, steps=steps, guidance_scale=guidance,
+                 height=height, width=width, seed=123, scheduler=scheduler)
             bad = None
         except NonFiniteError as e:  # random full-size weights in bf16 may overflow; the time is the loop's
             bad = str(e)
         return time.perf_counter() - t, bad
 
-    first, _ = once()
-    walls, bad = [], None
+    out = []
+    for scheduler, steps, guidance in cases:
+        first, bad = once(scheduler, steps, guidance)
+        used = pipe.scheduler_used
+        turbo = used["kind"] == "t2v-turbo"
+        out.append({"scheduler": used["kind"], "steps": steps, "timesteps": used["timesteps"],
+                    "unet_batch": 1 if turbo else 2, "unet_evaluations": steps * (1 if turbo else 2),
+                    "first_call_s": first, "wall_s": [], "non_finite": bad})
+        on_case()
     for _ in range(args.repeats):
-        wall, bad = once()
-        walls.append(wall)
-    used = pipe.scheduler_used
-    return {"scheduler": used["kind"], "steps": steps, "timesteps": used["timesteps"],
-            "unet_batch": 1 if used["kind"] == "t2v-turbo" else 2,
-            "unet_evaluations": steps * (1 if used["kind"] == "t2v-turbo" else 2),
-            "first_call_s": first, "wall_s_median": float(np.median(walls)),
-            "wall_s_min": float(np.min(walls)), "wall_s": walls, "non_finite": bad}
+        for case, (scheduler, steps, guidance) in zip(out, cases):
+            wall, case["non_finite"] = once(scheduler, steps, guidance)
+            case["wall_s"].append(wall)
+        on_case()
+    for case in out:
+        case["wall_s_median"] = float(np.median(case["wall_s"]))
+        case["wall_s_min"] = float(np.min(case["wall_s"]))
+    return out
 
 
 def fit_steps(cases: list[dict]) -> dict | None:
@@ -163,13 +170,12 @@ def main(argv=None) -> int:
     print(f"turbo pipeline built in {res['build_s']:.1f} s ({res['dtype']}, {jax.devices()[0].platform})", flush=True)
     cases = [] if args.no_guided else [GUIDED]
     cases += [("t2v-turbo", s, 7.5) for s in args.steps]
-    for scheduler, steps, guidance in cases:
-        case = run_case(pipe, args, scheduler, steps, guidance, h, w)
-        res["cases"].append(case)
-        common.write_json(args.out, res)
-        frames = args.clips * args.frames
-        print(f"{scheduler:16s} {steps:3d} steps: {case['unet_evaluations']:3d} UNet evaluations, whole generation "
-              f"{case['wall_s_median']:.3f} s ({frames / case['wall_s_median']:.2f} frames/s)", flush=True)
+    res["cases"] = run_cases(pipe, args, cases, h, w, on_case=lambda: common.write_json(args.out, res))
+    frames = args.clips * args.frames
+    for case in res["cases"]:
+        print(f"{case['scheduler']:16s} {case['steps']:3d} steps: {case['unet_evaluations']:3d} UNet evaluations, "
+              f"whole generation {case['wall_s_median']:.3f} s ({frames / case['wall_s_median']:.2f} frames/s)",
+              flush=True)
     base = next((c for c in res["cases"] if c["scheduler"] != "t2v-turbo"), None)
     if base:
         for c in res["cases"]:
