@@ -333,6 +333,23 @@ def test_options_warnings_and_errors():
     assert spec.lcm_origin_steps == 200 and (motion.gs, motion.threshold) == (0.05, pytest.approx(700.0))
 
 
+def test_motion_threshold_switches_where_theirs_does():
+    """The loop feeds motion_gs while float32(t) >= float32(T·(1 − percentage)): the same steps as their
+    torch comparison, including t = 700 at percentage 0.3 (700.0000000000001 in float64)."""
+    import dataclasses
+
+    from vinf_jax import tiny
+    from vinf_jax.sampling import turbo
+    from vinf_jax.sampling.schedulers import SchedulerSpec
+
+    mg = dataclasses.replace(tiny.UNET, time_cond_proj_dim=256, motion_cond_proj_dim=256)
+    t = np.arange(1000)
+    for pct in (0.3, 0.5, 0.25, 0.7, 0.0, 1.0):
+        _, motion = turbo.resolve(SchedulerSpec("t2v-turbo"), {}, mg, motion_percentage=pct)
+        ours = np.where(t.astype(np.float32) >= np.float32(motion.threshold), motion.gs, 0.0)
+        np.testing.assert_array_equal(ours, [tr.motion_for(int(i), motion.gs, pct) for i in t], err_msg=str(pct))
+
+
 @pytest.mark.parametrize("sets,needle", [
     (["pipe_configs.motion_percentage=1.5"], "pipe_configs.motion_percentage"),
     (["pipe_configs.lcm_origin_steps=0"], "pipe_configs.lcm_origin_steps"),

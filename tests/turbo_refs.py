@@ -283,8 +283,9 @@ def scheduler_step(eps, timesteps, i, sample, noise=None):
 
 
 def motion_for(t: int, motion_gs: float, percentage: float, num_train: int = 1000) -> float:
-    """The pipeline's rule: motion_gs while t >= T·(1 − percentage), 0 after."""
-    return 0.0 if t < num_train * (1 - percentage) else motion_gs
+    """The pipeline's rule: zero once ``t < T·(1 − percentage)``, with their t a torch int64 element (so the
+    comparison runs in float32), else motion_gs."""
+    return 0.0 if bool(torch.tensor(t) < num_train * (1 - percentage)) else motion_gs
 
 
 def v1_time_cond_proj(out_features: int, seed: int) -> torch.Tensor:

@@ -73,4 +73,6 @@ def resolve(spec: SchedulerSpec, scheduler_config: dict, unet_config, *, lcm_ori
     if not (0.0 <= pct <= 1.0):
         raise ConfigError(f"pipe_configs.motion_percentage: expected a number in 0..1, got {pct!r}")
     n_train = int(scheduler_config.get("num_train_timesteps", 1000))
+    # compared with t in float32 inside the loop, as torch compares their int timestep with this Python float
+    # (1000·(1 − 0.3) = 700.0000000000001 rounds to 700: motion is still on at t = 700 there and here)
     return spec, MotionInput(gs, pct, n_train * (1.0 - pct))
