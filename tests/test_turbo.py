@@ -160,6 +160,23 @@ def test_v2_no_mg_eps_matches_reference_and_refuses_motion(src, converted):
         f(x, 759, ctx, fps=8, guidance=7.5, motion=0.05)
 
 
+def test_clip_parallel_predict_noise_takes_the_scales(src, converted):
+    """VideoInfinityPipeline.predict_noise takes w and m: on one clip with P >= F - 1 and no global rows
+    (the vanilla reduction, method §5.3) it equals T2V-Turbo's eps."""
+    import jax
+
+    from vinf_jax import VideoInfinityConfig, VideoInfinityPipeline
+    from vinf_jax.config.video_infinity import AttnConfig
+
+    pipe = VideoInfinityPipeline.from_pretrained(converted.mg, devices=jax.devices()[:1], dtype="float32")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 4, 4, 8, 8)).astype(np.float32)
+    ctx = rng.standard_normal((1, 1, 77, 32)).astype(np.float32)
+    vi = VideoInfinityConfig(attn=AttnConfig(padding=3, top_k=0))
+    got = pipe.predict_noise(x, 519, ctx, fps=8, vi_config=vi, guidance=7.5, motion=0.05)
+    assert_close(got, src.mg.eps(x, 519, ctx[:, 0], 8, 7.5, 0.05))
+
+
 def test_parameter_counts_exact():
     """Plain VideoCrafter2 keeps 1,413,284,420 parameters; the turbo projections add 2·320·256 + 320·640."""
     import dataclasses

@@ -177,6 +177,18 @@ def _unet_diffusers_layout(model: Model, params, sample, timestep, context, fps,
     return jnp.transpose(out, (0, 4, 1, 2, 3)).astype(jnp.float32)
 
 
+def check_turbo_inputs(config: UNetConfig, guidance, motion) -> None:
+    """A ConfigError if the UNet of ``config`` cannot take the T2V-Turbo inputs given (method §12.1)."""
+    if guidance is not None and config.time_cond_proj_dim is None:
+        raise ConfigError("guidance: this UNet has no guidance embedding (not a T2V-Turbo UNet); "
+                          "apply classifier-free guidance to two calls instead")
+    if motion is not None and config.motion_cond_proj_dim is None:
+        raise ConfigError("motion: this UNet has no motion embedding (T2V-Turbo v1 or v2 without motion "
+                          "guidance); pass motion=None")
+    if motion is not None and guidance is None:
+        raise ConfigError("motion: needs guidance as well (T2V-Turbo combines the two embeddings)")
+
+
 class UNetFunction:
     """``unet(sample, timestep, encoder_hidden_states, fps=24, guidance=None, motion=None)`` in diffusers'
     layout, jitted.
@@ -202,14 +214,7 @@ class UNetFunction:
     def __call__(self, sample, timestep, encoder_hidden_states, fps=24, guidance=None, motion=None):
         b = np.shape(sample)[0]
         rows = lambda v: None if v is None else jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,))
-        if guidance is not None and self.config.time_cond_proj_dim is None:
-            raise ConfigError("guidance: this UNet has no guidance embedding (not a T2V-Turbo UNet); "
-                              "apply classifier-free guidance to two calls instead")
-        if motion is not None and self.config.motion_cond_proj_dim is None:
-            raise ConfigError("motion: this UNet has no motion embedding (T2V-Turbo v1 or v2 without motion "
-                              "guidance); pass motion=None")
-        if motion is not None and guidance is None:
-            raise ConfigError("motion: needs guidance as well (T2V-Turbo combines the two embeddings)")
+        check_turbo_inputs(self.config, guidance, motion)
         return self._run(self.params, jnp.asarray(sample, self.dtype), rows(timestep),
                          jnp.asarray(encoder_hidden_states, self.dtype), rows(fps), rows(guidance), rows(motion))
 

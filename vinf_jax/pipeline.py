@@ -21,7 +21,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
 from vinf_jax import compile_cache
 from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning, is_out_of_memory
-from vinf_jax.loading import Model
+from vinf_jax.loading import Model, check_turbo_inputs
 from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
@@ -146,12 +146,15 @@ class VideoInfinityPipeline:
         """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
         return np.asarray(self._encode(self._text_params, jnp.asarray(tokenize(self.tokenizer, prompts))))
 
-    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None):
-        """One clip-parallel noise prediction for a whole video (no guidance).
+    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None,
+                      guidance=None, motion=None):
+        """One clip-parallel noise prediction for a whole video (no classifier-free guidance).
 
         latents (B, C, T, h, w) in diffusers' layout; prompt_embeds (B, N, L, D) per clip, or
-        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices.
+        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices. ``guidance`` /
+        ``motion``: T2V-Turbo's embedded scales (scalars or (B,)), as ``load_unet``'s.
         """
+        check_turbo_inputs(self.unet.config, guidance, motion)
         latents = np.asarray(latents, np.float32)
         b, _, t = latents.shape[:3]
         vi = vi_config or VideoInfinityConfig()
@@ -159,13 +162,14 @@ class VideoInfinityPipeline:
         self._check_clips(n, t)
         emb = np.asarray(prompt_embeds, np.float32)
         emb = np.broadcast_to(emb.reshape((1,) * (4 - emb.ndim) + emb.shape), (b, n) + emb.shape[-2:])
-        key = (vi, n)
+        key = (vi, n, guidance is not None, motion is not None)
         if key not in self._predict:
-            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh))
+            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh, guidance=key[2], motion=key[3]))
         x = put_global(np.transpose(latents, (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
         ctx = put_global(emb, clip_sharding(self.mesh, 4, 1))
+        scales = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,)) for v in (guidance, motion) if v is not None]
         out = self._predict[key](self._unet_params, x, jnp.float32(timestep), ctx.astype(self.dtype),
-                                 jnp.full((b,), fps, jnp.float32))
+                                 jnp.full((b,), fps, jnp.float32), *scales)
         return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
 
     def decode(self, latents, chunk: int = 8) -> np.ndarray:
