@@ -70,6 +70,16 @@ def converted(src, tmp_path_factory):
     return SimpleNamespace(**out)
 
 
+@pytest.fixture(scope="module")
+def mg_pipe(converted):
+    """The v2-mg checkpoint as a one-device float32 pipeline, shared by the tests below."""
+    import jax
+
+    from vinf_jax import VideoInfinityPipeline
+
+    return VideoInfinityPipeline.from_pretrained(converted.mg, devices=jax.devices()[:1], dtype="float32")
+
+
 def unet_fn(folder):
     from vinf_jax.loading import load_unet
 
@@ -160,15 +170,13 @@ def test_v2_no_mg_eps_matches_reference_and_refuses_motion(src, converted):
         f(x, 759, ctx, fps=8, guidance=7.5, motion=0.05)
 
 
-def test_clip_parallel_predict_noise_takes_the_scales(src, converted):
+def test_clip_parallel_predict_noise_takes_the_scales(src, mg_pipe):
     """VideoInfinityPipeline.predict_noise takes w and m: on one clip with P >= F - 1 and no global rows
     (the vanilla reduction, method §5.3) it equals T2V-Turbo's eps."""
-    import jax
-
-    from vinf_jax import VideoInfinityConfig, VideoInfinityPipeline
+    from vinf_jax import VideoInfinityConfig
     from vinf_jax.config.video_infinity import AttnConfig
 
-    pipe = VideoInfinityPipeline.from_pretrained(converted.mg, devices=jax.devices()[:1], dtype="float32")
+    pipe = mg_pipe
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 4, 4, 8, 8)).astype(np.float32)
     ctx = rng.standard_normal((1, 1, 77, 32)).astype(np.float32)
@@ -197,15 +205,13 @@ def test_parameter_counts_exact():
 # ------------------------------------------------------------------------------------ generation
 
 
-def test_one_step_generation_and_decoded_frames_match_reference(src, converted):
+def test_one_step_generation_and_decoded_frames_match_reference(src, mg_pipe):
     """The pipeline (one clip, vanilla window) from given latents, one step: T2V-Turbo's eps with w and
     motion, their scheduler step, their ``denoised`` as the video; then the VAE decode."""
-    from vinf_jax import VideoInfinityConfig, VideoInfinityPipeline
+    from vinf_jax import VideoInfinityConfig
     from vinf_jax.config.video_infinity import AttnConfig
 
-    import jax
-
-    pipe = VideoInfinityPipeline.from_pretrained(converted.mg, devices=jax.devices()[:1], dtype="float32")
+    pipe = mg_pipe
     vi = VideoInfinityConfig(attn=AttnConfig(padding=3, top_k=0))  # N = 1, P >= F - 1, K = 0: vanilla (§5.3)
     rng = np.random.default_rng(3)
     lat = rng.standard_normal((1, 4, 4, 8, 8)).astype(np.float32)
