@@ -43,6 +43,8 @@ def test_original_configs_make_an_mp4(name, tmp_path):
     assert frames.shape == (n_dev * 4, 32, 32, 3)
     side = json.loads(mp4s[0].with_suffix(".json").read_text())
     assert side["resolved"]["num_clips"] == n_dev and side["config"]["pipe_configs"]["steps"] == 2
+    # the timesteps that ran: diffusers' DPM-Solver "linspace" spacing of 2 steps, linspace(0, 999, 3)[::-1][:-1]
+    assert side["resolved"]["scheduler"]["timesteps"] == [999, 500]
     assert mp4s[0].name == f"0_{n_dev * 4}_2_24.mp4"
     # never overwritten: a second run takes the next index
     if name == "single_gpu.json":

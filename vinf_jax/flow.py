@@ -183,7 +183,8 @@ def generate(cfg: GenerateConfig, observer: Observer | None = None, *, pipelines
                        guidance_scale=pipe_cfg.guidance_scale, fps=pipe_cfg.fps, height=pipe_cfg.height,
                        width=pipe_cfg.width, seed=cfg.seed, negative_prompt=pipe_cfg.negative_prompt,
                        scheduler=pipe_cfg.scheduler, vi_config=cfg.video_infinity.with_num_clips(n),
-                       output_type="latent", progress=progress)
+                       output_type="latent", progress=progress, lcm_origin_steps=pipe_cfg.lcm_origin_steps,
+                       motion_gs=pipe_cfg.motion_gs, motion_percentage=pipe_cfg.motion_percentage)
         sampled = pipe.scheduler_used
     else:  # an earlier run denoised these; only the decode is left
         s = pipe.vae_scale_factor

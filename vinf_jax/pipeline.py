@@ -22,11 +22,12 @@ from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
 from vinf_jax.config.video_infinity import clip_prompt_index
 from vinf_jax import compile_cache
 from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning, is_out_of_memory
-from vinf_jax.loading import Model
+from vinf_jax.loading import Model, check_turbo_inputs
 from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling import turbo
 from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
 
@@ -143,12 +144,15 @@ class VideoInfinityPipeline:
         """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
         return np.asarray(self._encode(self._text_params, jnp.asarray(tokenize(self.tokenizer, prompts))))
 
-    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None):
-        """One clip-parallel noise prediction for a whole video (no guidance).
+    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None,
+                      guidance=None, motion=None):
+        """One clip-parallel noise prediction for a whole video (no classifier-free guidance).
 
         latents (B, C, T, h, w) in diffusers' layout; prompt_embeds (B, N, L, D) per clip, or
-        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices.
+        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices. ``guidance`` /
+        ``motion``: T2V-Turbo's embedded scales (scalars or (B,)), as ``load_unet``'s.
         """
+        check_turbo_inputs(self.unet.config, guidance, motion)
         latents = np.asarray(latents, np.float32)
         b, _, t = latents.shape[:3]
         vi = vi_config or VideoInfinityConfig()
@@ -156,13 +160,14 @@ class VideoInfinityPipeline:
         self._check_clips(n, t)
         emb = np.asarray(prompt_embeds, np.float32)
         emb = np.broadcast_to(emb.reshape((1,) * (4 - emb.ndim) + emb.shape), (b, n) + emb.shape[-2:])
-        key = (vi, n)
+        key = (vi, n, guidance is not None, motion is not None)
         if key not in self._predict:
-            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh))
+            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh, guidance=key[2], motion=key[3]))
         x = put_global(np.transpose(latents, (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
         ctx = put_global(emb, clip_sharding(self.mesh, 4, 1))
+        scales = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,)) for v in (guidance, motion) if v is not None]
         out = self._predict[key](self._unet_params, x, jnp.float32(timestep), ctx.astype(self.dtype),
-                                 jnp.full((b,), fps, jnp.float32))
+                                 jnp.full((b,), fps, jnp.float32), *scales)
         return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
 
     def decode(self, latents, chunk: int = 8) -> np.ndarray:
@@ -254,10 +259,16 @@ class VideoInfinityPipeline:
                  steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
                  scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
-                 output_type: str = "np", progress: Callable[[int], None] | None = None):
+                 output_type: str = "np", progress: Callable[[int], None] | None = None,
+                 lcm_origin_steps: int | None = None, motion_gs: float | None = None,
+                 motion_percentage: float | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
         in [0, 1] (numpy), or with ``output_type="latent"`` latents (1, C, T, h, w) as a device array
-        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it)."""
+        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it).
+
+        T2V-Turbo checkpoints (sampler ``t2v-turbo``, the ``auto`` choice for them): one UNet pass per
+        step with ``guidance_scale`` embedded; ``lcm_origin_steps``, ``motion_gs`` and ``motion_percentage``
+        default to the checkpoint kind's values (docs/method.md §12)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ConfigError("prompts: at least one prompt is needed")
@@ -273,8 +284,14 @@ class VideoInfinityPipeline:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
         spec, sched_cfg = self.resolve_scheduler(scheduler)
+        spec, motion = turbo.resolve(spec, sched_cfg, self.unet.config, lcm_origin_steps=lcm_origin_steps,
+                                     motion_gs=motion_gs, motion_percentage=motion_percentage,
+                                     negative_prompt=negative_prompt)
         solver = make_solver(spec, sched_cfg, steps)
-        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
+        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps,
+                               "timesteps": [int(t) for t in solver.timesteps]}
+        if motion is not None:
+            self.scheduler_used.update(motion_gs=motion.gs, motion_percentage=motion.percentage)
         fps = self._fps_argument(fps)
 
         unique = sorted(set(prompts), key=prompts.index)
@@ -283,9 +300,10 @@ class VideoInfinityPipeline:
         cond = put_global(emb[per_clip][None], clip_sharding(self.mesh, 4, 1)).astype(self.dtype)
         uncond = put_global(emb[-1:], replicated(self.mesh)).astype(self.dtype)
 
-        key = ("loop", vi, n, num_frames, (h, w), spec, steps)
+        key = ("loop", vi, n, num_frames, (h, w), spec, steps, motion is not None)
         if key not in self._loops:
-            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh)
+            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh,
+                               motion_input=motion is not None)
             self._loops[key] = loop.build()
         run, begin, init_noise = self._loops[key]
         seed_arr = jnp.uint32(seed)
@@ -302,11 +320,12 @@ class VideoInfinityPipeline:
         # program out of JAX's persistent cache).
         n_steps = solver.num_steps  # VideoCrafter's DDIM runs one more than asked for, as it does there
         bounds = [(i, i + 1) for i in range(n_steps)] if progress is not None else [(0, n_steps)]
+        motion_arr = jnp.asarray([motion.gs, motion.threshold] if motion else [0.0, 0.0], jnp.float32)
         try:
             carry = begin(x)
             for start, stop in bounds:
                 carry = run(self._unet_params, carry, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps),
-                            seed_arr, jnp.int32(start), jnp.int32(stop))
+                            seed_arr, jnp.int32(start), jnp.int32(stop), motion_arr)
                 wait_interruptibly(carry[2])
                 if progress is not None:
                     progress(stop - 1)

@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -102,6 +103,21 @@ def silu(x: jax.Array) -> jax.Array:
 def geglu(h: jax.Array, gate: jax.Array) -> jax.Array:
     """``h * gelu(gate)`` (exact erf GELU) in float32, rounded once to ``h``'s dtype (as :func:`silu`)."""
     return (h.astype(jnp.float32) * jax.nn.gelu(gate.astype(jnp.float32), approximate=False)).astype(h.dtype)
+
+
+def guidance_embedding(w: jax.Array, dim: int) -> jax.Array:
+    """T2V-Turbo's ``get_w_embedding`` (VDM's): (B,) scales -> (B, dim), ``[sin, cos]`` of ``1000 w`` times
+    ``exp(-ln(10000) i / (dim/2 - 1))``; note the sin-first order and the ``- 1``, unlike the timestep embedding."""
+    half = dim // 2
+    # the frequencies as torch computes them: float32 log(10000) / (half - 1), float32 exponents, then exp
+    # correctly rounded to float32 (float64 exp, rounded once: torch's float32 exp agrees on 125 of 128)
+    scale = np.float32(np.float32(math.log(10000.0)) / np.float32(half - 1))
+    freqs = np.exp((np.arange(half, dtype=np.float32) * -scale).astype(np.float64)).astype(np.float32)
+    args = (jnp.asarray(w, jnp.float32) * 1000.0)[:, None] * jnp.asarray(freqs)[None, :]
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
 
 
 class TimestepEmbedding(nnx.Module):

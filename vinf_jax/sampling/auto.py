@@ -13,6 +13,8 @@
   sampler its scheduler config names: ``DPMSolverMultistepScheduler`` with its ``algorithm_type`` and
   ``use_karras_sigmas``, ``DDIMScheduler`` as DDIM with eta 0 (diffusers pipelines' default), every
   other class Video-Infinity's ``sde-dpmsolver++`` on the same schedule.
+- a T2V-Turbo checkpoint (its scheduler config carries a ``t2v_turbo`` block written by the converter):
+  its own few-step sampler ``t2v-turbo``.
 
 Spacing, offset, schedule and prediction type are read from the config by `make_solver` as for an
 explicit name. Whatever the config asks for that we cannot honour (another class or algorithm,
@@ -49,6 +51,8 @@ def resolve(name: str, scheduler_config: dict, unet_config=None) -> tuple[Schedu
         return SchedulerSpec.parse(name), scheduler_config, []
     cfg, notes = dict(scheduler_config), []
     cls = cfg.get("_class_name")
+    if isinstance(cfg.get("t2v_turbo"), dict):  # a T2V-Turbo checkpoint: its own few-step sampler
+        return SchedulerSpec("t2v-turbo"), cfg, notes
     if cls == "DDIMScheduler" and isinstance(cfg.get("videocrafter"), dict):
         spec = SchedulerSpec("videocrafter-ddim", eta=float(cfg["videocrafter"].get("eta", 1.0)))
     elif getattr(unet_config, "fps_cond", False):  # the released Video-Infinity code's sampler
@@ -87,6 +91,8 @@ def describe(spec: SchedulerSpec) -> dict:
         out["use_karras_sigmas"] = True
     if spec.kind in ("ddim", "videocrafter-ddim"):
         out["eta"] = spec.eta
+    if spec.lcm_origin_steps is not None:
+        out["lcm_origin_steps"] = spec.lcm_origin_steps
     return out
 
 
