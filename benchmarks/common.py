@@ -210,9 +210,9 @@ def env_info() -> dict:
 
 
 def write_json(path: str | os.PathLike | None, data: dict) -> None:
-    """Write ``data`` atomically (``vinf_jax.jsonfile``); no path, no file."""
+    """Write ``data`` atomically (``vinf_jax.output.jsonfile``); no path, no file."""
     if path:
-        from vinf_jax.jsonfile import write_json as write
+        from vinf_jax.output.jsonfile import write_json as write
 
         write(path, data)
 

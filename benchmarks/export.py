@@ -59,10 +59,10 @@ def rss_bytes() -> tuple[int, int]:
 def run_one(mode: str, frames: int, a) -> dict:
     import numpy as np
 
-    from vinf_jax import video_io
-    from vinf_jax.export import frame_chunks
+    from vinf_jax.output import video_io
+    from vinf_jax.output.export import frame_chunks
     from vinf_jax.pipeline import VideoInfinityPipeline
-    from vinf_jax.video_sink import VideoSink
+    from vinf_jax.output.video_sink import VideoSink
 
     pipe = VideoInfinityPipeline.tiny_random(devices=a.devices)
     s = pipe.vae_scale_factor

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The most frames one device can hold for a guided (batch 2) step of the clip-parallel UNet,
-with and without a VAE decode of those frames. JAX, bf16, random weights.
+with and without a VAE decode of those frames. JAX, bf16, random weights. ``--batch 1`` measures
+T2V-Turbo's step (one pass, no CFG batch; its three projections are 0.37 M parameters more).
 
     python benchmarks/max_frames.py --out max_frames.json             # full size, 320x512, F=24, GPU
     python benchmarks/max_frames.py --small --mem-limit-mb 256          # tiny models, CPU, seconds
@@ -22,6 +23,7 @@ On the CPU nothing fails for lack of memory (the process would swap or be killed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -41,6 +43,8 @@ def parse_args(argv=None):
                    help="parameter and activation dtype (default bfloat16; float32 on the CPU, whose XLA "
                         "backend rejects some bf16 dots of the clip-parallel path: 'Unsupported element type "
                         "for DotThunk::Execute: BF16 x BF16 = F32', seen at 3 clips)")
+    p.add_argument("--batch", type=int, default=2, choices=(1, 2),
+                   help="UNet batch: 2 = classifier-free guidance, 1 = T2V-Turbo (guidance embedded)")
     p.add_argument("--max-seconds", type=float, default=240, help="stop probing after this many seconds")
     p.add_argument("--max-clips", type=int, default=64, help="never probe more clips than this")
     p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode chunk")
@@ -83,6 +87,8 @@ class Prober:
         args.dtype = args.dtype or ("float32" if self.cpu else "bfloat16")
         self.dtype = jnp.dtype(args.dtype)
         self.cfg = UNetConfig.from_dict(common.unet_dict(args.small))
+        if args.batch == 1:  # T2V-Turbo-v2's UNet: the guidance and motion projections
+            self.cfg = dataclasses.replace(self.cfg, time_cond_proj_dim=256, motion_cond_proj_dim=256)
         abstract = abstract_params("unet", self.cfg)
         self.model = Model("unet", self.cfg, abstract)
         self.params = common.random_params_on_device(abstract, self.dtype, seed=0)
@@ -119,9 +125,10 @@ class Prober:
         jax, jnp, cfg, a = self.jax, self.jnp, self.cfg, self.args
         frames = k * a.clip_frames
         key = jax.random.key(k)
-        x = jax.random.normal(key, (2, frames, a.height // 8, a.width // 8, cfg.in_channels), self.dtype)
-        ctx = jax.random.normal(jax.random.fold_in(key, 1), (2, k, 77, cfg.cross_attention_dim), self.dtype)
-        return x, jnp.asarray(500, jnp.int32), ctx, jnp.full((2,), 24.0, jnp.float32)
+        b = a.batch
+        x = jax.random.normal(key, (b, frames, a.height // 8, a.width // 8, cfg.in_channels), self.dtype)
+        ctx = jax.random.normal(jax.random.fold_in(key, 1), (b, k, 77, cfg.cross_attention_dim), self.dtype)
+        return x, jnp.asarray(500, jnp.int32), ctx, jnp.full((b,), 24.0, jnp.float32)
 
     def probe(self, k: int, with_decode: bool) -> dict:
         jax = self.jax
@@ -253,12 +260,12 @@ def main(argv=None) -> int:
 
     print(f"max frames per device: {jax.devices()[0].device_kind if hasattr(jax.devices()[0], 'device_kind') else jax.devices()[0]}, "
           f"limit {common.fmt_bytes(prober.limit)}, UNet params {common.fmt_bytes(prober.param_bytes)}, "
-          f"VAE params {common.fmt_bytes(prober.vae_bytes)}, F={args.clip_frames}, {args.height}x{args.width}, batch 2", flush=True)
+          f"VAE params {common.fmt_bytes(prober.vae_bytes)}, F={args.clip_frames}, {args.height}x{args.width}, batch {args.batch}", flush=True)
     deadline = t_start + args.max_seconds
     f = args.clip_frames
     res = {"benchmark": "max_frames", "command": " ".join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:]),
            "env": common.env_info(),
-           "setup": {"small": args.small, "clip_frames": f, "video": [args.height, args.width], "batch": 2,
+           "setup": {"small": args.small, "clip_frames": f, "video": [args.height, args.width], "batch": args.batch,
                      "dtype": args.dtype, "limit_bytes": prober.limit, "limit_source": "--mem-limit-mb" if args.mem_limit_mb else "bytes_limit",
                      "unet_param_bytes": prober.param_bytes, "vae_param_bytes": prober.vae_bytes,
                      "decode_chunk": args.decode_chunk, "max_seconds": args.max_seconds},

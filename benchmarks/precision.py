@@ -1,13 +1,14 @@
-"""Half precision against float32 on one tiny model: our bfloat16 generation vs diffusers' float16 (the
-released Video-Infinity code's precision), each relative to its own float32 run.
+"""Half precision against float32 on one tiny model: our float16 and bfloat16 generations vs diffusers'
+float16 (the released Video-Infinity code's precision), each relative to its own float32 run; and the
+VAE decoder alone in half precision (same float32 latents in, frames out), which decides its dtype.
 
-    python benchmarks/precision.py [--steps 20] [--out benchmarks/results/precision.json]
+    python benchmarks/precision.py [--steps 20] [--seeds 3] [--out benchmarks/results/precision.json]
 
 One random tiny VideoCrafter2-architecture UNet + VAE (diffusers classes, every weight random), the same
 fixed start latents, prompt embeddings, guidance 12 and DDIM (eta 0) schedule on both sides:
 
-- ours: ``VideoInfinityPipeline`` (one clip, vanilla temporal settings) with ``dtype`` float32 and
-  bfloat16: norms' parameters and statistics, the noise prediction's last conv, guidance, solver and
+- ours: ``VideoInfinityPipeline`` (one clip, vanilla temporal settings) with ``dtype`` float32, float16
+  and bfloat16: norms' parameters and statistics, the noise prediction's last conv, guidance, solver and
   the VAE's division by its scaling factor in float32;
 - diffusers: the UNet (+ the port's fps embedding) and ``AutoencoderKL`` in float32 and float16 with
   ``DDIMScheduler``, guidance and the scheduler in the latents' dtype, as ``TextToVideoSDPipeline`` does.
@@ -83,7 +84,7 @@ def ours(unet, vae, latents, ctx, steps, dtype):
               width=HW * 2, latents=latents, scheduler="ddim", vi_config=vi)
     lat = pipe(["p"], output_type="latent", **kw)
     frames = pipe.decode(lat)
-    return lat, frames
+    return lat, frames, pipe
 
 
 def diffusers_run(unet, vae, latents, ctx, steps, dtype):
@@ -102,43 +103,78 @@ def diffusers_run(unet, vae, latents, ctx, steps, dtype):
             eps_u, eps_c = eps.chunk(2)
             eps = eps_u + GUIDANCE * (eps_c - eps_u)
             x = sched.step(eps, t, x).prev_sample
-        b, c, f, h, w = x.shape
-        z = x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor
-        img = vae.decode(z).sample
     unet.float(), vae.float()
-    frames = (img.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    return x.float().numpy(), frames
+    return x.float().numpy(), diffusers_decode(vae, x.float().numpy(), dtype)
+
+
+def diffusers_decode(vae, latents, dtype):
+    """(1, C, T, h, w) latents -> (T, H, W, 3) frames in [0, 1], the VAE in ``dtype`` as the pipelines do."""
+    import torch
+
+    vae = vae.to(dtype)
+    x = torch.from_numpy(np.asarray(latents, np.float32)).to(dtype)
+    b, c, f, h, w = x.shape
+    with torch.no_grad():
+        img = vae.decode(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor).sample
+    vae.float()
+    return (img.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def one_seed(seed: int, steps: int) -> dict:
+    """Every row for one random model, start latents and prompt embeddings (``seed``)."""
+    import torch
+
+    unet, vae = models(seed)
+    rng = np.random.default_rng(seed)
+    latents = rng.standard_normal((1, 4, FRAMES, HW, HW)).astype(np.float32)
+    ctx = rng.standard_normal((2, 77, 32)).astype(np.float32)  # [cond, uncond]
+    o32 = ours(unet, vae, latents, ctx, steps, "float32")
+    of16 = ours(unet, vae, latents, ctx, steps, "float16")
+    obf16 = ours(unet, vae, latents, ctx, steps, "bfloat16")
+    d32 = diffusers_run(unet, vae, latents, ctx, steps, torch.float32)
+    d16 = diffusers_run(unet, vae, latents, ctx, steps, torch.float16)
+    pair = lambda half, full: {"latents": rel(half[0], full[0]), "frames": rel(half[1], full[1])}  # noqa: E731
+    return {
+        "ours_float16": pair(of16, o32), "ours_bfloat16": pair(obf16, o32), "diffusers_float16": pair(d16, d32),
+        # the decoder alone: the float32 run's latents decoded in half precision
+        "vae_only_frames": {"ours_float16": rel(of16[2].decode(o32[0]), o32[1]),
+                            "ours_bfloat16": rel(obf16[2].decode(o32[0]), o32[1]),
+                            "diffusers_float16": rel(diffusers_decode(vae, d32[0], torch.float16), d32[1])},
+        "float32_ours_vs_diffusers": pair(o32, d32),
+    }
+
+
+def mean_rows(per_seed: list[dict]) -> dict:
+    """The mean over seeds of every number of ``one_seed``'s rows (same nesting)."""
+    first = per_seed[0]
+    if isinstance(first, dict):
+        return {k: mean_rows([r[k] for r in per_seed]) for k in first}
+    return float(np.mean(per_seed))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=3, help="random models (and start latents) to average over: "
+                    "one trajectory's error varies by ~5%% with the model, more than the dtypes' difference")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
     import torch
 
-    unet, vae = models()
-    rng = np.random.default_rng(0)
-    latents = rng.standard_normal((1, 4, FRAMES, HW, HW)).astype(np.float32)
-    ctx = rng.standard_normal((2, 77, 32)).astype(np.float32)  # [cond, uncond]
     t0 = time.perf_counter()
-    o32 = ours(unet, vae, latents, ctx, args.steps, "float32")
-    o16 = ours(unet, vae, latents, ctx, args.steps, "bfloat16")
-    d32 = diffusers_run(unet, vae, latents, ctx, args.steps, torch.float32)
-    d16 = diffusers_run(unet, vae, latents, ctx, args.steps, torch.float16)
+    per_seed = [one_seed(seed, args.steps) for seed in range(args.seeds)]
     result = {
-        "what": "relative L2 error against the same side's float32 run (tiny random VideoCrafter2-architecture "
-                f"model, {FRAMES} frames of {HW}x{HW} latents, DDIM {args.steps} steps, guidance {GUIDANCE})",
-        "ours_bfloat16": {"latents": rel(o16[0], o32[0]), "frames": rel(o16[1], o32[1])},
-        "diffusers_float16": {"latents": rel(d16[0], d32[0]), "frames": rel(d16[1], d32[1])},
-        "float32_ours_vs_diffusers": {"latents": rel(o32[0], d32[0]), "frames": rel(o32[1], d32[1])},
+        "what": "relative L2 error against the same side's float32 run, mean over "
+                f"{args.seeds} random tiny VideoCrafter2-architecture models (per_seed: each), {FRAMES} frames of "
+                f"{HW}x{HW} latents, DDIM {args.steps} steps, guidance {GUIDANCE}",
+        **mean_rows(per_seed), "per_seed": per_seed,
         "platform": jax.devices()[0].platform, "seconds": round(time.perf_counter() - t0, 1),
         "versions": {"jax": jax.__version__, "torch": torch.__version__.split("+")[0],
                      "diffusers": __import__("diffusers").__version__},
     }
-    from vinf_jax.jsonfile import dumps, write_json
+    from vinf_jax.output.jsonfile import dumps, write_json
 
     write_json(args.out, result)
     print(dumps(result), end="")

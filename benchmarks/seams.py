@@ -8,7 +8,7 @@ independent clips (attn.padding=0, attn.top_k=0, conv_layer.padding=0). Two seam
 
 - centroid: median jump of the object's centroid across clip boundaries / median step inside clips
   (needs the synthetic world's detector);
-- general: ``vinf_jax.seams`` (frame change across boundaries / median change inside clips), the
+- general: ``vinf_jax.output.seams`` (frame change across boundaries / median change inside clips), the
   measure every generation reports.
 
 Pooled over seeds, plus the prompt checks (object found, colour, direction). ``--docs`` writes the
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", help="folder for the README's contact sheets (first seed)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (both runs)")
     args = ap.parse_args(argv)
-    from vinf_jax.contact_sheet import write_contact_sheet
+    from vinf_jax.output.contact_sheet import write_contact_sheet
     from vinf_jax.pipeline import VideoInfinityPipeline
 
     cfgs = {"video_infinity": load_demo_config(args.config, args.set),

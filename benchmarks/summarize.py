@@ -109,12 +109,32 @@ def main(folder: str) -> int:
         for p in cm["projection"]:
             frac = p.get("fraction_of_step")
             print(f"- {p['link']}: {p['comm_ms']:.1f} ms" + (f" ({100 * frac:.0f}% of the step)" if frac else ""))
+    half_precision_table(load(d, "half_precision.json"))
     print("\n## acceptance (issue 16, GPU)")
     print("| criterion | measured | target | ok |")
     print("|---|---|---|---|")
     for name, value, target, ok in acceptance(us, gen, cm):
         print(f"| {name} | {value} | {target} | {ok} |")
     return 0
+
+
+def half_precision_table(hp) -> None:
+    """float16 vs bfloat16 (vs float32) on the full UNet step and VAE decode (benchmarks/half_precision.py)."""
+    print("\n## half_precision (float16 vs bfloat16)")
+    if not hp:
+        print("(no half_precision.json)")
+        return
+    print(f"device {hp['env'].get('jax_device')}; {hp['setup']['frames']} frames at {hp['setup']['video']}")
+    print("| dtype | UNet step ms (batch 2) | eps rel. err vs float32 | VAE decode ms | frames rel. err |")
+    print("|---|---|---|---|---|")
+    for name in ("float32", "float16", "bfloat16"):
+        r = hp.get(name) or {}
+        if "error" in r:
+            print(f"| {name} | error: {r['error'][:80]} | | | |")
+            continue
+        cell = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+        print(f"| {name} | {cell((r.get('unet') or {}).get('ms'), '{:.1f}')} | {cell(r.get('eps_rel_err'), '{:.2e}')} | "
+              f"{cell((r.get('vae') or {}).get('ms'), '{:.1f}')} | {cell(r.get('frames_rel_err'), '{:.2e}')} |")
 
 
 def acceptance(us, gen, cm) -> list[tuple[str, str, str, str]]:

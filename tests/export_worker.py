@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vinf_jax.config import load_config
-from vinf_jax.generate import start_jax
+from vinf_jax.flow import start_jax
 from vinf_jax.launchers import detect_job
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -101,3 +101,16 @@ def test_comm_small(tmp_path):
     nv = r["projection"][0]
     assert nv["comm_ms"] == pytest.approx(m["total"] / 900e9 * 1e3) and nv["fraction_of_step"] == pytest.approx(nv["comm_ms"] / 100)
 
+
+
+def test_half_precision_small(tmp_path):
+    """float16 vs bfloat16 on the same random weights (the GPU check's dtype question): every dtype
+    runs and is timed, and float16 (11 significand bits) is closer to float32 than bfloat16 (8 bits)
+    on the UNet's noise prediction and on the decoded frames."""
+    out = tmp_path / "half_precision.json"
+    _run(["benchmarks/half_precision.py", "--small", "--steps", "1", "--warmup", "0", "--out", str(out)], timeout=600)
+    r = json.loads(out.read_text())
+    for name in ("float32", "float16", "bfloat16"):
+        assert r[name]["finite"] and r[name]["unet"]["ms"] > 0 and r[name]["vae"]["ms"] > 0, r[name]
+    for key in ("eps_rel_err", "frames_rel_err"):
+        assert 0 < r["float16"][key] < r["bfloat16"][key] < 0.1, (key, r["float16"][key], r["bfloat16"][key])

@@ -32,7 +32,7 @@ def generate(config, sets, cwd, env=None, **kw):
 
 @pytest.mark.parametrize("name", ["config.json", "multi_prompts.json", "single_gpu.json"])
 def test_original_configs_make_an_mp4(name, tmp_path):
-    from vinf_jax.video_io import read_mp4
+    from vinf_jax.output.video_io import read_mp4
 
     r = generate(ORIGINALS / name, SMALL + [f"base_path={tmp_path}/out"], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -43,6 +43,8 @@ def test_original_configs_make_an_mp4(name, tmp_path):
     assert frames.shape == (n_dev * 4, 32, 32, 3)
     side = json.loads(mp4s[0].with_suffix(".json").read_text())
     assert side["resolved"]["num_clips"] == n_dev and side["config"]["pipe_configs"]["steps"] == 2
+    # the timesteps that ran: diffusers' DPM-Solver "linspace" spacing of 2 steps, linspace(0, 999, 3)[::-1][:-1]
+    assert side["resolved"]["scheduler"]["timesteps"] == [999, 500]
     assert mp4s[0].name == f"0_{n_dev * 4}_2_24.mp4"
     # never overwritten: a second run takes the next index
     if name == "single_gpu.json":
@@ -131,6 +133,11 @@ BAD = [  # (overrides, text the error line must contain)
     (["pipe_configs.scheduler=euler"], "pipe_configs.scheduler"),
     (["dtype=torch.float8"], "dtype"),
     (["pipe_configs.steps=1001"], "num_train_timesteps=1000"),
+    # float16 overflows (65504) where float32 and bfloat16 do not: the guidance blows the latents past it
+    (["pipe_configs.guidance_scale=100000", "pipe_configs.steps=3", "pipe_configs.height=32", "pipe_configs.width=32",
+      "num_clips=2", "dtype=float16"],
+     'at denoising step 1 of 3, computing in float16; float16 overflows where bfloat16 does not: try "dtype": '
+     '"bfloat16"'),
 ]
 
 

@@ -195,10 +195,27 @@ def test_dtype_objects_and_the_one_vocabulary_everywhere():
     for bad in [np.float64, np.dtype("int8"), jnp.int32, 16, None, True, "float64", object()]:
         with pytest.raises(ConfigError, match="^dtype: expected one of"):
             normalize_dtype(bad)
-    assert [compute_dtype(d, "cpu") for d in ("auto", "float16", "bfloat16", "float32")] == \
-        ["float32", "float32", "bfloat16", "float32"]
-    assert [compute_dtype(d, "gpu") for d in ("auto", "float16", "bfloat16", "float32")] == \
-        ["bfloat16", "bfloat16", "bfloat16", "float32"]
+
+
+
+# every spelling of the vocabulary, and what it computes on each platform (config/dtypes.py): a name is
+# honoured everywhere; auto is the released code's float16 on GPUs, bfloat16 on TPUs, float32 on CPUs
+SPELLINGS = {"auto": "auto", "torch.float16": "float16", "fp16": "float16", "float16": "float16", "half": "float16",
+             "torch.bfloat16": "bfloat16", "bf16": "bfloat16", "bfloat16": "bfloat16", "torch.float32": "float32",
+             "fp32": "float32", "float32": "float32", "float": "float32", " Torch.Float16 ": "float16"}
+AUTO = {"cpu": "float32", "gpu": "float16", "cuda": "float16", "rocm": "float16", "tpu": "bfloat16"}
+
+
+@pytest.mark.parametrize("platform", list(AUTO))
+def test_every_dtype_spelling_computes_as_documented(platform):
+    import warnings
+
+    from vinf_jax.config import compute_dtype
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "computing in ... instead" warning any more: what is named runs
+        for spelling, name in SPELLINGS.items():
+            assert compute_dtype(spelling, platform) == (AUTO[platform] if name == "auto" else name), spelling
 
 
 def test_config_package_does_not_import_jax():

@@ -165,8 +165,13 @@ def test_checkpoint_describes_itself(src, converted):
 def test_merged_pipeline_folder_gives_the_same_checkpoint(src, converted, tmp_path):
     from vinf_jax.convert.videocrafter2 import main
 
+    from vinf_jax.loading import load_checkpoint
+    from vinf_jax.sampling.auto import resolve
+
     assert main(["--base", str(src.merged), "--out", str(tmp_path / "out")]) == 0
     assert_same_params(converted.path, tmp_path / "out")
+    merged = load_checkpoint(tmp_path / "out")  # scheduler auto on the merged folder: the released sampler
+    assert resolve("auto", merged.scheduler_config, merged.unet.config)[0].kind == "sde-dpmsolver++"
     for f in ("scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt"):
         assert (tmp_path / "out" / f).read_bytes() == (converted.path / f).read_bytes()
 
@@ -435,7 +440,7 @@ def test_load_rejects_damaged_checkpoint(case, converted, tmp_path):
 
 def test_generate_cli_runs_on_a_converted_checkpoint(converted, tmp_path):
     """The user path: a converted folder as `model` of an original config gives an mp4."""
-    from vinf_jax.video_io import read_mp4
+    from vinf_jax.output.video_io import read_mp4
 
     cfg = Path(__file__).resolve().parents[1] / "configs" / "single_gpu.json"
     sets = [f"model={converted.path}", f"base_path={tmp_path}/out", "pipe_configs.steps=2", "pipe_configs.height=32",
@@ -447,3 +452,8 @@ def test_generate_cli_runs_on_a_converted_checkpoint(converted, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     (mp4,) = (tmp_path / "out").glob("*.mp4")
     assert read_mp4(mp4).shape == (4, 32, 32, 3)
+    # scheduler auto: the base pipeline's config is a DDIMScheduler, the UNet the fps-conditioned port:
+    # the released Video-Infinity code's sde-dpmsolver++ on that schedule (docs/method.md), recorded
+    side = json.loads(mp4.with_suffix(".json").read_text())
+    assert SCHEDULER["_class_name"] == "DDIMScheduler" and side["config"]["pipe_configs"]["scheduler"] == "auto"
+    assert side["resolved"]["scheduler"]["kind"] == "sde-dpmsolver++"

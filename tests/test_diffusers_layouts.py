@@ -89,3 +89,20 @@ def test_a_set_fps_on_a_zeroscope_unet_is_warned_once(zeroscope):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ref._fps_argument(24)  # VideoCrafter2 has fps conditioning: nothing to say
+
+
+def test_auto_scheduler_of_a_zeroscope_unet_is_its_scheduler_config(zeroscope, port):
+    """ModelScope / zeroscope (no fps embedding, never run by the released code) samples what its own
+    scheduler config names; the port's UNet on the same config samples the released sde-dpmsolver++.
+    The pipeline records it for the sidecar."""
+    from test_schedulers import ZEROSCOPE
+    from vinf_jax import tiny
+    from vinf_jax.loading import Model
+    from vinf_jax.pipeline import VideoInfinityPipeline
+
+    ref = VideoInfinityPipeline.tiny_random(devices=1)
+    for (cfg, params), kind in ((zeroscope[1], "ddim"), (port[1], "sde-dpmsolver++")):
+        pipe = VideoInfinityPipeline(Model("unet", cfg, params), ref.text_encoder, ref.vae, tiny.WordTokenizer(),
+                                     ZEROSCOPE, devices=1)
+        assert pipe.resolve_scheduler("auto")[0].kind == kind
+        assert pipe.resolve_scheduler("dpmsolver++")[0].kind == "dpmsolver++"  # a name is honoured as given

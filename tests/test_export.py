@@ -10,8 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from vinf_jax import video_io
-from vinf_jax.video_sink import VideoSink
+from vinf_jax.output import video_io
+from vinf_jax.output.video_sink import VideoSink
 
 T, H, W = 128, 32, 32  # 16 frames per device on 8 devices: chunk=2 gives 8 chunks
 
@@ -34,7 +34,7 @@ def test_frames_equal_todays_path(pipe, latents, tmp_path):
     from latents on the mesh, over several chunks."""
     import jax
 
-    from vinf_jax.export import frame_chunks
+    from vinf_jax.output.export import frame_chunks
     from vinf_jax.parallel.mesh import clip_sharding
 
     today = pipe.decode(latents, chunk=2)  # same frames per decode batch as the chunks below
@@ -69,7 +69,7 @@ def test_host_holds_a_few_chunks_by_design(pipe, latents, tmp_path):
 
 
 def test_error_or_interrupt_mid_export_leaves_no_file(pipe, latents, tmp_path, monkeypatch):
-    import vinf_jax.export as export
+    import vinf_jax.output.export as export
 
     def failing_progress(n, seen=[]):
         seen.append(n)
@@ -178,7 +178,7 @@ def test_temporaries_of_killed_runs_are_swept_and_nobody_elses(tmp_path):
     from pathlib import Path
 
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal, sys; from pathlib import Path; from vinf_jax import video_io\n"
+        "import os, signal, sys; from pathlib import Path; from vinf_jax.output import video_io\n"
         "p = video_io.temp_path(Path(sys.argv[1]), '.mp4'); p.write_bytes(b'half a video'); print(p, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)"), str(tmp_path)], capture_output=True, text=True)
     assert killed.returncode == -9

@@ -147,7 +147,7 @@ def test_mpirun_job_writes_one_video(tmp_path):
     assert side["resolved"]["processes"] == 2 and len(side["resolved"]["devices"]) == 4
     frames = side["resolved"]["num_clips"] * 4
     assert mp4s[0].name == f"0_{frames}_2_24.mp4"
-    from vinf_jax.video_io import read_mp4
+    from vinf_jax.output.video_io import read_mp4
 
     assert read_mp4(mp4s[0]).shape == (frames, 32, 32, 3)
     assert np.isfinite(side["timings"]["decode_write_s"])

@@ -65,6 +65,8 @@ def test_graph_sees_the_packages():
             "vinf_jax.config.load", "convert.videocrafter2"} <= graph.keys()
     assert "vinf_jax.loading" in graph["vinf_jax.convert.keymaps"]
     assert "vinf_jax.checkpoint" in graph["vinf_jax.loading"]
+    assert {"vinf_jax.output.export", "vinf_jax.output.video_io", "vinf_jax.flow"} <= graph.keys()
+    assert "vinf_jax.flow" in graph["vinf_jax.generate"] and "vinf_jax.named_models" in graph["vinf_jax.pipeline"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -81,7 +83,16 @@ def test_layering_rules():
         "vinf_jax.checkpoint": ("vinf_jax.models", "vinf_jax.loading", "vinf_jax.pipeline"),
         "vinf_jax.loading": ("vinf_jax.convert", "vinf_jax.pipeline"),
         "vinf_jax.config": ("vinf_jax.models", "vinf_jax.parallel", "vinf_jax.sampling", "vinf_jax.pipeline",
-                            "vinf_jax.loading", "vinf_jax.checkpoint"),
+                            "vinf_jax.loading", "vinf_jax.checkpoint", "vinf_jax.output"),
+        # the output stage turns latents into files; it knows no model, sampler, storage or front end
+        "vinf_jax.output": ("vinf_jax.models", "vinf_jax.sampling", "vinf_jax.pipeline", "vinf_jax.loading",
+                            "vinf_jax.checkpoint", "vinf_jax.convert", "vinf_jax.demo", "vinf_jax.flow",
+                            "vinf_jax.generate", "vinf_jax.app"),
+        # the pipeline knows no model by name (named_models does) and no front end
+        "vinf_jax.pipeline": ("vinf_jax.demo", "vinf_jax.tiny", "vinf_jax.flow", "vinf_jax.generate", "vinf_jax.app"),
+        # one generation flow serves both front ends and knows neither
+        "vinf_jax.flow": ("vinf_jax.generate", "vinf_jax.app", "vinf_jax.demo"),
+        "vinf_jax.generate": ("vinf_jax.app",),
     }
     broken = [(m, d) for m, deps in graph.items() for layer, banned in rules.items()
               if m == layer or m.startswith(layer + ".") for d in deps
@@ -93,7 +104,7 @@ def test_layering_rules():
 DISTRIBUTIONS = {"jax": "jax", "flax": "flax", "numpy": "numpy", "einops": "einops", "imageio_ffmpeg": "imageio-ffmpeg",
                  "orbax": "orbax-checkpoint", "transformers": "transformers", "tqdm": "tqdm", "ml_dtypes": "ml_dtypes",
                  "torch": "torch", "yaml": "pyyaml", "PIL": "pillow", "optax": "optax", "safetensors": "safetensors",
-                 "ftfy": "ftfy", "regex": "regex"}
+                 "ftfy": "ftfy", "regex": "regex", "gradio": "gradio", "pandas": "pandas"}
 
 
 def test_dependencies_declared_are_the_ones_imported():

@@ -233,7 +233,8 @@ def test_auto_scheduler_of_an_lvdm_checkpoint_is_videocrafters_ddim(converted):
     from vinf_jax.sampling import make_solver
     from vinf_jax.sampling.auto import resolve
 
-    spec, cfg, notes = resolve("auto", converted.ckpt.scheduler_config)
+    assert converted.ckpt.unet.config.fps_cond  # fps-conditioned like the port, yet its own sampler
+    spec, cfg, notes = resolve("auto", converted.ckpt.scheduler_config, converted.ckpt.unet.config)
     assert (spec.kind, spec.eta, notes) == ("videocrafter-ddim", 1.0, [])
     solver = make_solver(spec, cfg, 25)
     assert solver.timesteps.tolist() == list(range(961, 0, -40)) and solver.needs_noise

@@ -239,7 +239,7 @@ def test_export_video_equals_todays_frames(tiny_runs, tmp_path):
     today's path (decode -> float frames -> uint8 -> write_mp4) exactly."""
     import jax
 
-    from vinf_jax.video_io import read_mp4, write_mp4
+    from vinf_jax.output.video_io import read_mp4, write_mp4
 
     pipe, today = tiny_runs[8]["pipe"], tiny_runs[8]["frames"]
     lat = pipe(PROMPTS, vi_config=TINY_VI, output_type="latent", **TINY)
@@ -337,10 +337,11 @@ def test_dtype_accepts_the_config_names_and_dtype_objects():
 
     first = VideoInfinityPipeline.tiny_random(devices=1, dtype=jnp.bfloat16)
     assert first.dtype == jnp.bfloat16
-    for spelling in ("torch.bfloat16", "bf16", np.dtype("float32"), "auto", "fp16"):
+    for spelling, want in (("torch.bfloat16", jnp.bfloat16), ("bf16", jnp.bfloat16), (np.dtype("float32"), jnp.float32),
+                           ("auto", jnp.float32), ("fp16", jnp.float16), (jnp.float16, jnp.float16)):
         pipe = VideoInfinityPipeline(first.unet, first.text_encoder, first.vae, first.tokenizer,
                                      first.scheduler_config, devices=1, dtype=spelling)
-        assert pipe.dtype == (jnp.bfloat16 if "bf" in str(spelling) else jnp.float32), spelling  # CPU: auto/fp16 -> f32
+        assert pipe.dtype == want, spelling  # on the CPU auto is float32; a name is honoured
         assert UNetFunction(first.unet, spelling).dtype == pipe.dtype
     for bad in ("float64", "int8", np.int32, 3):
         with pytest.raises(ConfigError, match="^dtype: expected one of"):

@@ -12,6 +12,7 @@ import pytest
 
 from test_schedulers import SHAPE, ZEROSCOPE, _scan_runner, compare_steps
 from vinf_jax.errors import ConfigError
+from vinf_jax.models.unet3d import UNetConfig
 from vinf_jax.sampling import SchedulerSpec, make_solver
 from vinf_jax.sampling.auto import SchedulerWarning, resolve
 
@@ -69,9 +70,43 @@ def test_what_auto_cannot_honour_is_one_warning(name):
     assert len(caught) == 1 and caught[0].category is SchedulerWarning
 
 
+def released_scheduler(file_config: dict):
+    """What the released Video-Infinity code samples with (``src/video_crafter.py``): the base pipeline's
+    scheduler loaded from its config file, then ``DPMSolverMultistepScheduler.from_config(
+    pipe.scheduler.config, use_karras=True, algorithm_type="sde-dpmsolver++")``."""
+    loaded = getattr(diffusers, file_config["_class_name"]).from_config(file_config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # diffusers: use_karras is not an expected key (ignored)
+        return diffusers.DPMSolverMultistepScheduler.from_config(loaded.config, use_karras=True,
+                                                                 algorithm_type="sde-dpmsolver++")
+
+
+FPS_UNET, PLAIN_UNET = UNetConfig(fps_cond=True), UNetConfig(fps_cond=False)
+
+
+@pytest.mark.parametrize("name", ["zeroscope DDIM", "DDIM trailing", "DPM ode", "DPM karras", "DPM leading offset"])
+def test_auto_on_a_videocrafter2_port_is_the_released_sampler(name):
+    """An fps-conditioned diffusers-layout UNet samples as the released code does, whatever the base
+    pipeline's scheduler config names; a UNet without the fps embedding keeps the config's sampler."""
+    cfg, kind = CONFIGS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec, used, notes = resolve("auto", cfg, FPS_UNET)
+    assert spec.kind == "sde-dpmsolver++" and notes == []
+    assert resolve("auto", cfg, PLAIN_UNET)[0].kind == kind and resolve("auto", cfg)[0].kind == kind
+    ref = released_scheduler(cfg)
+    for num_steps in (10, 30):
+        solver = make_solver(spec, used, num_steps)
+        ref.set_timesteps(num_steps)
+        np.testing.assert_array_equal(solver.timesteps, ref.timesteps.numpy())
+        compare_steps(solver, ref, num_steps, seed=num_steps)
+
+
 def test_explicit_names_override_auto():
     lvdm = {**ZEROSCOPE, "timestep_spacing": "leading", "videocrafter": {"use_scale": True, "scale_b": 0.7}}
     assert resolve("auto", lvdm)[0] == SchedulerSpec("videocrafter-ddim", eta=1.0)
+    assert resolve("auto", lvdm, FPS_UNET)[0] == SchedulerSpec("videocrafter-ddim", eta=1.0)  # LVDM: its own DDIM
+    assert resolve("ddim", ZEROSCOPE, FPS_UNET)[0] == SchedulerSpec("ddim")
     assert resolve("ddim", lvdm)[0] == SchedulerSpec("ddim")  # the diffusers port's sampler: no rescaling
     assert resolve("sde-dpmsolver++", ZEROSCOPE)[0] == SchedulerSpec("sde-dpmsolver++")
     assert SchedulerSpec.parse("videocrafter-ddim").eta == 1.0

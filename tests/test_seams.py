@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from vinf_jax.contact_sheet import contact_sheet, sheet_indices, write_contact_sheet
-from vinf_jax.seams import frame_changes, jsonable, seam_scores, summary_line
+from vinf_jax.output.contact_sheet import contact_sheet, sheet_indices, write_contact_sheet
+from vinf_jax.output.seams import frame_changes, jsonable, seam_scores, summary_line
 
 
 def ramp(values) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_contact_sheet_marks_boundaries(tmp_path):
 
 
 def test_streamed_scores_equal_whole_video():
-    from vinf_jax.seams import SeamAccumulator
+    from vinf_jax.output.seams import SeamAccumulator
 
     rng = np.random.default_rng(0)
     video = rng.uniform(0, 1, (24, 8, 8, 3)).astype(np.float32)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vinf_jax import jsonfile
+from vinf_jax.output import jsonfile
 from vinf_jax.config.load import CHECKPOINT_MARKER
 from vinf_jax.errors import CheckpointError
 

@@ -25,6 +25,10 @@ class OutOfMemoryError(VinfError, MemoryError):
     """The devices ran out of memory; the message says what was asked for and what would fit."""
 
 
+class DiskFullError(VinfError, OSError):
+    """The disk filled up while writing outputs; the message names the folder. No partial file is left."""
+
+
 class VinfWarning(UserWarning):
     """Something the user should know that does not stop the run; the CLI prints it as one line."""
 
@@ -34,3 +38,16 @@ def is_out_of_memory(e: BaseException) -> bool:
     import jax  # here, not above: configs and errors load without jax
 
     return isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """``e``, or an exception it was raised from, is "no space left on device" (or over a disk quota)."""
+    import errno
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

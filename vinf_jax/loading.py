@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from vinf_jax import checkpoint
-from vinf_jax.errors import CheckpointError, VinfError
+from vinf_jax.errors import CheckpointError, ConfigError, VinfError
 from vinf_jax.models.clip_text import CLIPTextConfig, CLIPTextModel
 from vinf_jax.models.unet3d import UNet3D, UNetConfig
 from vinf_jax.models.vae import VAEConfig, VAEDecoder
@@ -171,17 +171,32 @@ def read_unet(folder: str | Path) -> Model:
     return model
 
 
-def _unet_diffusers_layout(model: Model, params, sample, timestep, context, fps):
+def _unet_diffusers_layout(model: Model, params, sample, timestep, context, fps, guidance=None, motion=None):
     x = jnp.transpose(sample, (0, 2, 3, 4, 1))
-    out = model.apply(params, x, timestep, context, fps)
+    out = model.apply(params, x, timestep, context, fps, guidance=guidance, motion=motion)
     return jnp.transpose(out, (0, 4, 1, 2, 3)).astype(jnp.float32)
 
 
+def check_turbo_inputs(config: UNetConfig, guidance, motion) -> None:
+    """A ConfigError if the UNet of ``config`` cannot take the T2V-Turbo inputs given (method §12.1)."""
+    if guidance is not None and config.time_cond_proj_dim is None:
+        raise ConfigError("guidance: this UNet has no guidance embedding (not a T2V-Turbo UNet); "
+                          "apply classifier-free guidance to two calls instead")
+    if motion is not None and config.motion_cond_proj_dim is None:
+        raise ConfigError("motion: this UNet has no motion embedding (T2V-Turbo v1 or v2 without motion "
+                          "guidance); pass motion=None")
+    if motion is not None and guidance is None:
+        raise ConfigError("motion: needs guidance as well (T2V-Turbo combines the two embeddings)")
+
+
 class UNetFunction:
-    """``unet(sample, timestep, encoder_hidden_states, fps=24)`` in diffusers' layout, jitted.
+    """``unet(sample, timestep, encoder_hidden_states, fps=24, guidance=None, motion=None)`` in diffusers'
+    layout, jitted.
 
     sample (batch, channels, frames, height, width) -> noise prediction of the same shape. One clip,
     vanilla temporal layers (the Video-Infinity version is ``VideoInfinityPipeline.predict_noise``).
+    ``guidance`` (T2V-Turbo UNets): the guidance scale w the UNet embeds; ``motion``: the motion-guidance
+    scale, or None for no motion input. Scalars or one value per batch row.
     """
 
     def __init__(self, model: Model, dtype="auto"):
@@ -196,12 +211,12 @@ class UNetFunction:
     def config(self) -> UNetConfig:
         return self.model.config
 
-    def __call__(self, sample, timestep, encoder_hidden_states, fps=24):
+    def __call__(self, sample, timestep, encoder_hidden_states, fps=24, guidance=None, motion=None):
         b = np.shape(sample)[0]
-        t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32), (b,))
-        f = jnp.broadcast_to(jnp.asarray(fps, jnp.float32), (b,))
-        return self._run(self.params, jnp.asarray(sample, self.dtype), t,
-                         jnp.asarray(encoder_hidden_states, self.dtype), f)
+        rows = lambda v: None if v is None else jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,))
+        check_turbo_inputs(self.config, guidance, motion)
+        return self._run(self.params, jnp.asarray(sample, self.dtype), rows(timestep),
+                         jnp.asarray(encoder_hidden_states, self.dtype), rows(fps), rows(guidance), rows(motion))
 
 
 def load_unet(path: str | Path, dtype="auto") -> UNetFunction:

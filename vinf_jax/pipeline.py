@@ -19,13 +19,15 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from vinf_jax.config import DEFAULT_DTYPE, VideoInfinityConfig, compute_dtype
+from vinf_jax.config.video_infinity import clip_prompt_index
 from vinf_jax import compile_cache
 from vinf_jax.errors import ConfigError, NonFiniteError, OutOfMemoryError, VinfWarning, is_out_of_memory
-from vinf_jax.loading import Model
+from vinf_jax.loading import Model, check_turbo_inputs
 from vinf_jax.models.clip_text import tokenize
 from vinf_jax.parallel.apply import LATENT_SPEC, sharded_unet
 from vinf_jax.parallel.mesh import clip_mesh, clip_sharding, replicated
 from vinf_jax.sampling.loop import DenoiseLoop
+from vinf_jax.sampling import turbo
 from vinf_jax.sampling.auto import describe, resolve, warn_notes
 from vinf_jax.sampling.schedulers import SchedulerSpec, make_solver
 
@@ -57,9 +59,13 @@ _channels_first = jax.jit(lambda a: jnp.transpose(a, (0, 4, 1, 2, 3)))
 _channels_last = jax.jit(lambda a: jnp.transpose(a.astype(jnp.float32), (0, 2, 3, 4, 1)))
 
 
-def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
-    """Clip c uses prompts[(c * len(prompts)) // N] (docs/method.md §1)."""
-    return [(c * num_prompts) // num_clips for c in range(num_clips)]
+def _non_finite_message(step: int, steps: int, dtype) -> str:
+    """What went wrong and what to try: float16's range ends at 65504, bfloat16 has float32's range."""
+    where = f"NaN or inf appeared in the latents at denoising step {step} of {steps}, computing in {jnp.dtype(dtype).name}"
+    if jnp.dtype(dtype) == jnp.float16:
+        return where + ('; float16 overflows where bfloat16 does not: try "dtype": "bfloat16" '
+                        '(or "float32"), or check the weights')
+    return where + " (check the weights and dtype)"
 
 
 class VideoInfinityPipeline:
@@ -99,34 +105,27 @@ class VideoInfinityPipeline:
         """From a converted checkpoint folder, ``"tiny-random"`` (a small random model, no download) or
         ``"tiny-demo"`` (the small model trained on the demo world, shipped in the package).
         ``dtype``: the config's names or a numpy/jax dtype (``vinf_jax.config.dtypes``)."""
-        if str(checkpoint_dir) == "tiny-random":
-            return cls.tiny_random(devices=devices, dtype=dtype)
-        if str(checkpoint_dir) == "tiny-demo":  # the shipped trained model, through the real converter
-            from vinf_jax.demo.model import checkpoint_path
+        from vinf_jax.named_models import load_model
 
-            checkpoint_dir = checkpoint_path()
-        from vinf_jax.loading import load_checkpoint
-
-        ck = load_checkpoint(checkpoint_dir)
-        missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
-        if missing:
-            raise ConfigError(f"model: checkpoint {checkpoint_dir} lacks {', '.join(missing)} (convert it with --base)")
-        pipe = cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+        pipe = cls.from_checkpoint(load_model(checkpoint_dir), devices=devices, dtype=dtype)
         pipe._warn_if_large_on_cpu()
         return pipe
 
     @classmethod
+    def from_checkpoint(cls, ck, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
+        """From a ``loading.LoadedCheckpoint`` already in host memory (the app builds one pipeline per
+        device set from one load)."""
+        missing = [c for c in ("text_encoder", "vae", "tokenizer", "scheduler_config") if getattr(ck, c) is None]
+        if missing:
+            raise ConfigError(f"model: checkpoint {ck.path} lacks {', '.join(missing)} (convert it with --base)")
+        return cls(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config, devices=devices, dtype=dtype)
+
+    @classmethod
     def tiny_random(cls, seed: int = 0, devices=None, dtype=DEFAULT_DTYPE) -> "VideoInfinityPipeline":
         """A small random model of the real architecture (``vinf_jax.tiny``), built in process."""
-        from vinf_jax import tiny
-        from vinf_jax.random_init import random_params
+        from vinf_jax.named_models import tiny_random
 
-        models = []
-        for offset, (kind, cfg) in enumerate((("unet", tiny.UNET), ("text_encoder", tiny.TEXT), ("vae", tiny.VAE))):
-            model = Model(kind, cfg)
-            model.params = random_params(model.abstract, seed + offset)
-            models.append(model)
-        return cls(*models, tiny.WordTokenizer(), tiny.SCHEDULER, devices=devices, dtype=dtype)
+        return cls.from_checkpoint(tiny_random(seed), devices=devices, dtype=dtype)
 
     def _warn_if_large_on_cpu(self, threshold: int = 100_000_000):
         if self.platform != "cpu":
@@ -154,12 +153,15 @@ class VideoInfinityPipeline:
         """Prompt embeddings (len(prompts), 77, D) float32, as the pipeline's text encoder makes them."""
         return np.asarray(self._encode(self._text_params, jnp.asarray(tokenize(self.tokenizer, prompts))))
 
-    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None):
-        """One clip-parallel noise prediction for a whole video (no guidance).
+    def predict_noise(self, latents, timestep, prompt_embeds, fps=24, vi_config: VideoInfinityConfig | None = None,
+                      guidance=None, motion=None):
+        """One clip-parallel noise prediction for a whole video (no classifier-free guidance).
 
         latents (B, C, T, h, w) in diffusers' layout; prompt_embeds (B, N, L, D) per clip, or
-        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices.
+        (N, L, D) / (L, D) broadcast; N = vi_config.num_clips or the number of devices. ``guidance`` /
+        ``motion``: T2V-Turbo's embedded scales (scalars or (B,)), as ``load_unet``'s.
         """
+        check_turbo_inputs(self.unet.config, guidance, motion)
         latents = np.asarray(latents, np.float32)
         b, _, t = latents.shape[:3]
         vi = vi_config or VideoInfinityConfig()
@@ -167,20 +169,21 @@ class VideoInfinityPipeline:
         self._check_clips(n, t)
         emb = np.asarray(prompt_embeds, np.float32)
         emb = np.broadcast_to(emb.reshape((1,) * (4 - emb.ndim) + emb.shape), (b, n) + emb.shape[-2:])
-        key = (vi, n)
+        key = (vi, n, guidance is not None, motion is not None)
         if key not in self._predict:
-            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh))
+            self._predict[key] = jax.jit(sharded_unet(self.unet, vi, n, self.mesh, guidance=key[2], motion=key[3]))
         x = put_global(np.transpose(latents, (0, 2, 3, 4, 1)), clip_sharding(self.mesh, 5, 1))
         ctx = put_global(emb, clip_sharding(self.mesh, 4, 1))
+        scales = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), (b,)) for v in (guidance, motion) if v is not None]
         out = self._predict[key](self._unet_params, x, jnp.float32(timestep), ctx.astype(self.dtype),
-                                 jnp.full((b,), fps, jnp.float32))
+                                 jnp.full((b,), fps, jnp.float32), *scales)
         return np.transpose(gather_to_host(out.astype(jnp.float32)), (0, 4, 1, 2, 3))
 
     def decode(self, latents, chunk: int = 8) -> np.ndarray:
         """Latents (1, C, T, h, w) -> frames (T, 8h, 8w, 3) float32 in [0, 1] on every process; each
         device decodes its own frames, ``chunk`` at a time, and the frames are gathered once. The
         whole video passes through host memory: for long videos use :meth:`export_video`."""
-        from vinf_jax.export import frames_first
+        from vinf_jax.output.export import frames_first
 
         x = frames_first(self, latents)  # (T, h, w, C)
         if x.shape[0] % self.num_devices:
@@ -204,7 +207,7 @@ class VideoInfinityPipeline:
         when complete; if ``path`` is taken by then, ``<stem>_1.mp4``... is used. If the devices run
         out of memory on the first chunk, ``chunk`` is halved and the export starts again (a warning).
         """
-        from vinf_jax.export import export_video
+        from vinf_jax.output.export import export_video
 
         return export_video(self, latents, path, fps, save_frames=save_frames, sidecar=sidecar, chunk=chunk,
                             progress=progress, observe=observe)
@@ -212,7 +215,7 @@ class VideoInfinityPipeline:
     def _chunk_program(self, plan, raw: bool):
         """The compiled decode of one chunk of frames (``parallel.stream.chunk_program``): uint8
         frames, plus their float32 values with ``raw``; the same arithmetic as :meth:`decode`."""
-        from vinf_jax.export import device_uint8
+        from vinf_jax.output.export import device_uint8
         from vinf_jax.parallel.stream import chunk_program
 
         key = ("chunk", plan, raw)
@@ -252,14 +255,29 @@ class VideoInfinityPipeline:
             raise ConfigError(f"{frames} latent frames do not split into num_clips={n} clips")
 
     # -- the whole video -------------------------------------------------------------------------
+    def resolve_scheduler(self, scheduler: str | SchedulerSpec = "auto") -> tuple[SchedulerSpec, dict]:
+        """(sampler, scheduler config to build it from) for a name, "auto" (the sampler of this model's own
+        code, ``sampling/auto.py``) or a spec; what "auto" cannot honour is one warning."""
+        if isinstance(scheduler, SchedulerSpec):
+            return scheduler, self.scheduler_config
+        spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config, self.unet.config)
+        warn_notes(notes, stacklevel=4)
+        return spec, sched_cfg
+
     def __call__(self, prompts: str | Sequence[str], num_frames: int = 24, num_clips: int | None = None,
                  steps: int = 30, guidance_scale: float = 12.0, fps: float | None = None, height: int = 320,
                  width: int = 512, seed: int = 123, latents=None, negative_prompt: str = "",
                  scheduler: str | SchedulerSpec = "auto", vi_config: VideoInfinityConfig | None = None,
-                 output_type: str = "np", progress: Callable[[int], None] | None = None):
+                 output_type: str = "np", progress: Callable[[int], None] | None = None,
+                 lcm_origin_steps: int | None = None, motion_gs: float | None = None,
+                 motion_percentage: float | None = None):
         """Generate ``num_clips`` clips of ``num_frames`` frames; returns frames (T, height, width, 3)
         in [0, 1] (numpy), or with ``output_type="latent"`` latents (1, C, T, h, w) as a device array
-        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it)."""
+        sharded over the frames (``np.asarray`` copies it to the host; :meth:`export_video` writes it).
+
+        T2V-Turbo checkpoints (sampler ``t2v-turbo``, the ``auto`` choice for them): one UNet pass per
+        step with ``guidance_scale`` embedded; ``lcm_origin_steps``, ``motion_gs`` and ``motion_percentage``
+        default to the checkpoint kind's values (docs/method.md §12)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ConfigError("prompts: at least one prompt is needed")
@@ -274,13 +292,15 @@ class VideoInfinityPipeline:
         if height % s or width % s:
             raise ConfigError(f"height/width ({height}x{width}) must be multiples of {s}")
         h, w = height // s, width // s
-        if isinstance(scheduler, SchedulerSpec):
-            spec, sched_cfg = scheduler, self.scheduler_config
-        else:  # "auto": the checkpoint's own sampler; what cannot be honoured is one warning
-            spec, sched_cfg, notes = resolve(scheduler, self.scheduler_config)
-            warn_notes(notes)
+        spec, sched_cfg = self.resolve_scheduler(scheduler)
+        spec, motion = turbo.resolve(spec, sched_cfg, self.unet.config, lcm_origin_steps=lcm_origin_steps,
+                                     motion_gs=motion_gs, motion_percentage=motion_percentage,
+                                     negative_prompt=negative_prompt)
         solver = make_solver(spec, sched_cfg, steps)
-        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps}
+        self.scheduler_used = {**describe(spec), "steps_run": solver.num_steps,
+                               "timesteps": [int(t) for t in solver.timesteps]}
+        if motion is not None:
+            self.scheduler_used.update(motion_gs=motion.gs, motion_percentage=motion.percentage)
         fps = self._fps_argument(fps)
 
         unique = sorted(set(prompts), key=prompts.index)
@@ -289,9 +309,10 @@ class VideoInfinityPipeline:
         cond = put_global(emb[per_clip][None], clip_sharding(self.mesh, 4, 1)).astype(self.dtype)
         uncond = put_global(emb[-1:], replicated(self.mesh)).astype(self.dtype)
 
-        key = ("loop", vi, n, num_frames, (h, w), spec, steps)
+        key = ("loop", vi, n, num_frames, (h, w), spec, steps, motion is not None)
         if key not in self._loops:
-            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh)
+            loop = DenoiseLoop(self.unet, vi, n, num_frames, (h, w), self.unet.config.in_channels, solver, self.mesh,
+                               motion_input=motion is not None)
             self._loops[key] = loop.build()
         run, begin, init_noise = self._loops[key]
         seed_arr = jnp.uint32(seed)
@@ -308,11 +329,12 @@ class VideoInfinityPipeline:
         # program out of JAX's persistent cache).
         n_steps = solver.num_steps  # VideoCrafter's DDIM runs one more than asked for, as it does there
         bounds = [(i, i + 1) for i in range(n_steps)] if progress is not None else [(0, n_steps)]
+        motion_arr = jnp.asarray([motion.gs, motion.threshold] if motion else [0.0, 0.0], jnp.float32)
         try:
             carry = begin(x)
             for start, stop in bounds:
                 carry = run(self._unet_params, carry, cond, uncond, jnp.float32(guidance_scale), jnp.float32(fps),
-                            seed_arr, jnp.int32(start), jnp.int32(stop))
+                            seed_arr, jnp.int32(start), jnp.int32(stop), motion_arr)
                 wait_interruptibly(carry[2])
                 if progress is not None:
                     progress(stop - 1)
@@ -323,8 +345,7 @@ class VideoInfinityPipeline:
                 raise
             raise OutOfMemoryError(self._memory_advice(n, num_frames, height, width, h, w)) from None
         if (bad >= 0).any():
-            raise NonFiniteError(f"NaN or inf appeared in the latents at denoising step {int(bad[bad >= 0].min())} "
-                                 f"of {steps} (check the weights and dtype)")
+            raise NonFiniteError(_non_finite_message(int(bad[bad >= 0].min()), steps, self.dtype))
         if output_type == "latent":  # stays on the devices (sharded over frames) for export_video
             return _channels_first(x)
         return gather_to_host(self._decode_fn(8)(self._vae_params, x[0]))

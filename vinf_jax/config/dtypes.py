@@ -5,19 +5,20 @@ Accepted: the names of the original configs and their short forms ("torch.float1
 or scalar types (``np.float32``, ``jnp.bfloat16``, ``np.dtype("float16")``). Anything else is a
 ConfigError naming the value. No numpy import here: objects are recognised by their dtype name.
 
-"auto" (the default everywhere) computes bfloat16 on accelerators and float32 on the CPU.
-float16 computes in bfloat16 on accelerators (float32's exponent range, same speed on Hopper) and
-float32 on the CPU, where half precision is slow and inexact; bfloat16 named explicitly is honoured
-on every platform.
+"auto" (the default everywhere) computes float16 on GPUs (the released Video-Infinity code's precision:
+on Ampere and Hopper float16 and bfloat16 run at the same tensor-core rate, and float16 keeps 11
+significand bits to bfloat16's 8), bfloat16 on TPUs (their native half precision) and float32 on CPUs.
+A name is honoured on every platform: "float16" computes float16, "bfloat16" bfloat16, "float32"
+float32. Whatever the dtype, norm statistics, attention logits and softmax, the noise prediction's
+last conv, guidance, the solver and the VAE's scaling stay float32 (docs/method.md, "Precision").
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
-from vinf_jax.config.values import ConfigWarning, fail
+from vinf_jax.config.values import fail
 
 DEFAULT_DTYPE = "auto"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -49,14 +50,13 @@ def normalize_dtype(value: Any, path: str = "dtype") -> str:
     raise fail(path, f"one of {spellings}, or a numpy/jax float32/bfloat16/float16 dtype", value)
 
 
+AUTO_DTYPE = {"gpu": "float16", "cuda": "float16", "rocm": "float16", "tpu": "bfloat16", "cpu": "float32"}
+
+
 def compute_dtype(value: Any, platform: str, path: str = "dtype") -> str:
     """The dtype the model computes in on ``platform`` ("cpu", "gpu", "tpu", ...) for a config value."""
     name = normalize_dtype(value, path)
-    if name in ("auto", "float16"):
-        out = "float32" if platform == "cpu" else "bfloat16"
-        if name == "float16":  # said once here; the sidecar records the resolved dtype too
-            warnings.warn(f"{path} float16: computing in {out} on {platform} (vinf_jax computes half precision "
-                          "as bfloat16: float32's exponent range, the same speed on current GPUs)", ConfigWarning,
-                          stacklevel=3)
-        return out
+    if name == "auto":
+        return AUTO_DTYPE.get(platform, "float32")
     return name
+

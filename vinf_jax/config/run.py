@@ -15,7 +15,7 @@ from vinf_jax.config.video_infinity import VideoInfinityConfig
 from vinf_jax.errors import ConfigError
 
 # "auto": the sampler the checkpoint's scheduler config names (vinf_jax.sampling.auto)
-SCHEDULERS = ("auto", "sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim")
+SCHEDULERS = ("auto", "sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim", "t2v-turbo")
 SAVE_FRAMES = (None, "npy")
 SEED_LIMIT = 2**32
 _ENV_VARS = {
@@ -40,6 +40,10 @@ class PipeConfig:
     file_name: str | None = None
     negative_prompt: str = ""
     scheduler: str = "auto"
+    # T2V-Turbo only (docs/method.md §12.3); null = the checkpoint kind's default
+    lcm_origin_steps: int | None = None
+    motion_gs: float | None = None
+    motion_percentage: float | None = None
 
     def __post_init__(self):
         p = "pipe_configs"
@@ -61,6 +65,16 @@ class PipeConfig:
         as_string(self.file_name, f"{p}.file_name", allow_none=True)
         as_string(self.negative_prompt, f"{p}.negative_prompt", allow_empty=True)
         choice(self.scheduler, f"{p}.scheduler", SCHEDULERS)
+        if self.lcm_origin_steps is not None:
+            set_field(self, "lcm_origin_steps", as_int(self.lcm_origin_steps, f"{p}.lcm_origin_steps", lo=1,
+                                                       hi=1000, what=" or null"))
+        if self.motion_gs is not None:
+            set_field(self, "motion_gs", as_number(self.motion_gs, f"{p}.motion_gs"))
+        if self.motion_percentage is not None:
+            value = as_number(self.motion_percentage, f"{p}.motion_percentage")
+            if not 0 <= value <= 1:
+                raise fail(f"{p}.motion_percentage", "a number in 0..1 or null", self.motion_percentage)
+            set_field(self, "motion_percentage", value)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ SCHEMA: dict[str, Any] = {
         "prompts": None, "steps": None, "guidance_scale": None, "fps": None, "num_frames": None,
         "height": None, "width": None, "export_fps": None, "file_name": None,
         "negative_prompt": None, "scheduler": None,
+        "lcm_origin_steps": None, "motion_gs": None, "motion_percentage": None,
     },
     "plugin_configs": {
         "attn": {

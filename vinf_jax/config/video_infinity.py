@@ -17,7 +17,15 @@ from vinf_jax.errors import ConfigError
 
 EDGE_MODES = ("exact", "zeros")
 EXCHANGES = ("kv", "inputs")  # what temporal attention sends between devices
+# `--set` overrides that turn Video-Infinity off: no local padding, no global rows, no conv halos.
+# Every clip is then denoised on its own from the same noise (the baseline the seams compare against).
+INDEPENDENT_CLIPS = ("plugin_configs.attn.padding=0", "plugin_configs.attn.top_k=0", "plugin_configs.conv_layer.padding=0")
 
+
+
+def clip_prompt_index(num_clips: int, num_prompts: int) -> list[int]:
+    """Clip c uses prompts[(c * len(prompts)) // N] (docs/method.md §1)."""
+    return [(c * num_prompts) // num_clips for c in range(num_clips)]
 
 @dataclass(frozen=True)
 class Phase:

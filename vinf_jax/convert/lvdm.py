@@ -93,6 +93,7 @@ class LVDMModel:
     vae: Any  # VAEConfig
     schedule: dict  # VideoCrafter's LatentDiffusion schedule options (see sampling/videocrafter.py)
     source: str  # the yaml, or "VideoCrafter2 defaults"
+    unet_params: dict = dataclasses.field(default_factory=dict)  # the yaml's unet_config.params, with defaults
 
 
 # ------------------------------------------------------------------------------------ config
@@ -228,7 +229,8 @@ def model_from_params(params: Mapping | None, source: str = "VideoCrafter2 defau
     unet = _unet_config((params.get("unet_config") or {}).get("params"), f"{where}.unet_config.params")
     text, text_layers = _text_config(params.get("cond_stage_config"), f"{where}.cond_stage_config")
     vae = _vae_config(params.get("first_stage_config"), params.get("scale_factor", 1.0), f"{where}.first_stage_config")
-    return LVDMModel(unet, text, text_layers, vae, _schedule(params, where), source)
+    unet_params = {**_UNET_DEFAULTS, **((params.get("unet_config") or {}).get("params") or {})}
+    return LVDMModel(unet, text, text_layers, vae, _schedule(params, where), source, unet_params)
 
 
 # ------------------------------------------------------------------------------------ names
@@ -250,7 +252,8 @@ def _unet_namer(cfg) -> Callable[[str], str]:
     top = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
            "time_embedding.linear_2": "time_embed.2", "fps_embedding.linear_1": "fps_embedding.0",
            "fps_embedding.linear_2": "fps_embedding.2", "conv_norm_out": "out.0", "conv_out": "out.2",
-           "transformer_in": "init_attn.0"}
+           "transformer_in": "init_attn.0", "time_cond_proj": "time_cond_proj",
+           "motion_cond_proj": "motion_cond_proj", "combine_proj": "combine_proj"}
     mid = {("resnets", 0): "0", ("temp_convs", 0): "0.temopral_conv", ("attentions", 0): "1",
            ("temp_attentions", 0): "2", ("resnets", 1): "3", ("temp_convs", 1): "3.temopral_conv"}
     layer_re = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.(resnets|temp_convs|attentions|temp_attentions)\.(\d+)\.(.+)$")
@@ -502,9 +505,39 @@ def find_vocab(explicit: str | Path | None) -> Path:
                           "pip install --no-deps open_clip_torch==2.22.0, or pass --openclip-vocab FILE")
 
 
+def with_turbo(tensors: dict, model: LVDMModel, *, lvdm_unet=None, lora=None) -> tuple[dict, LVDMModel, str | None]:
+    """(tensors, model, T2V-Turbo kind or None) after ``--lvdm-unet`` (a UNet state dict replacing the
+    checkpoint's) or ``--lora`` (T2V-Turbo v1, merged into the checkpoint's UNet); see ``convert/turbo.py``."""
+    from vinf_jax.convert import turbo
+
+    if lvdm_unet is not None and lora is not None:
+        raise ConversionError("--lvdm-unet and --lora: pass one (v2 ships a whole UNet, v1 a LoRA on VideoCrafter2's)")
+    if lvdm_unet is not None:
+        state = turbo.read_unet_state(lvdm_unet)
+        kind = turbo.unet_kind(state)
+        tdim, mdim = turbo.cond_dims(state)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(UNET_PREFIX)}
+        tensors.update({UNET_PREFIX + k: v for k, v in state.items()})
+        unet = dataclasses.replace(model.unet, time_cond_proj_dim=tdim, motion_cond_proj_dim=mdim)
+        return tensors, dataclasses.replace(model, unet=unet), kind
+    if lora is not None:
+        loras = turbo.read_lora(lora)
+        tensors = dict(tensors)
+        tensors[UNET_PREFIX + "time_cond_proj.weight"] = turbo.time_cond_proj_init(model.unet.block_out_channels[0])
+        unet = dataclasses.replace(model.unet, time_cond_proj_dim=turbo.V1_COND_DIM)
+        targets = turbo.lora_targets(model.unet_params, time_cond=True)
+        tensors.update(turbo.merge_lora({k: v for k, v in tensors.items() if k.startswith(UNET_PREFIX)}, loras,
+                                        targets, prefix=UNET_PREFIX))
+        return tensors, dataclasses.replace(model, unet=unet), "v1"
+    return tensors, model, None
+
+
 def convert_lvdm(ckpt: str | Path, out: str | Path, *, config: str | Path | None = None,
-                 vocab: str | Path | None = None) -> Path:
-    """Convert an LVDM checkpoint into one vinf_jax checkpoint folder; nothing is written unless all checks pass."""
+                 vocab: str | Path | None = None, lvdm_unet: str | Path | None = None,
+                 lora: str | Path | None = None) -> Path:
+    """Convert an LVDM checkpoint into one vinf_jax checkpoint folder; nothing is written unless all checks pass.
+
+    ``lvdm_unet`` / ``lora``: a T2V-Turbo UNet (v2) or LoRA (v1) on top of it (``convert/turbo.py``)."""
     import shutil
 
     from vinf_jax.convert.output import check_compatible, versions
@@ -524,7 +557,24 @@ def convert_lvdm(ckpt: str | Path, out: str | Path, *, config: str | Path | None
         raise ConversionError(f"OpenCLIP vocabulary {vocab_path} has {len(tokenizer)} tokens but the text tower "
                               f"has vocab_size {model.text.vocab_size}")
     check_compatible(model.unet, model.text, model.vae)
-    unet, text, vae, vae_cfg = convert_tensors(read_checkpoint(ckpt), model, f"LVDM checkpoint {ckpt}")
+    tensors, model, kind = with_turbo(read_checkpoint(ckpt), model, lvdm_unet=lvdm_unet, lora=lora)
+    what = f"LVDM checkpoint {ckpt}" + (f" with --lvdm-unet {lvdm_unet}" if lvdm_unet else "")
+    unet, text, vae, vae_cfg = convert_tensors(tensors, model, what)
+    scheduler = scheduler_config(model)
+    source = {"lvdm": str(Path(ckpt).absolute()), "lvdm_config": model.source}
+    if kind is not None:
+        from vinf_jax.convert import turbo
+        from vinf_jax.sampling.turbo import KIND_DEFAULTS
+
+        scheduler["t2v_turbo"] = {"kind": kind, **KIND_DEFAULTS[kind]}  # scheduler "auto" -> t2v-turbo
+        source["t2v_turbo"] = kind
+        if kind == "v1":
+            source["lora"] = str(Path(lora).absolute())
+            source["time_cond_proj_init"] = (f"nn.Linear init U(-1/sqrt(256), 1/sqrt(256)), torch seed "
+                                             f"{turbo.V1_INIT_SEED} (the published LoRA's base was never released)")
+            turbo.warn_v1_init()
+    if lvdm_unet is not None:
+        source["lvdm_unet"] = str(Path(lvdm_unet).absolute())
     parts = {"unet": (model.unet, unet), "text_encoder": (model.text, text), "vae": (vae_cfg, vae)}
     with atomic_folder(out) as tmp:
         for name, (cfg, params) in parts.items():
@@ -538,10 +588,9 @@ def convert_lvdm(ckpt: str | Path, out: str | Path, *, config: str | Path | None
             "model_max_length": model.text.max_position_embeddings,
             "padding": "zeros after <end_of_text>, as open_clip.tokenize"})
         (tmp / "scheduler").mkdir()
-        write_json(tmp / "scheduler" / "scheduler_config.json", scheduler_config(model))
+        write_json(tmp / "scheduler" / "scheduler_config.json", scheduler)
         write_json(tmp / MARKER, {"format": FORMAT, "components": [*parts, "tokenizer", "scheduler"],
-                                  "source": {"lvdm": str(Path(ckpt).absolute()), "lvdm_config": model.source,
-                                             "openclip_vocab": str(vocab_path.absolute()),
+                                  "source": {**source, "openclip_vocab": str(vocab_path.absolute()),
                                              "text_layer": "penultimate" if model.text_layers > model.text.num_hidden_layers
                                              else "last"},
                                   "versions": versions()})

@@ -5,6 +5,9 @@
     python -m convert.videocrafter2 --unet UNET_DIR --out OUT_DIR               (UNet only)
     python -m convert.videocrafter2 --lvdm model.ckpt [--lvdm-config inference.yaml] --out OUT_DIR
                                                           (VideoCrafter's own checkpoint; see convert/lvdm.py)
+    python -m convert.videocrafter2 --lvdm model.ckpt --lvdm-unet unet_mg.pt --out OUT_DIR   (T2V-Turbo-v2)
+    python -m convert.videocrafter2 --lvdm model.ckpt --lora unet_lora.pt --out OUT_DIR      (T2V-Turbo v1)
+                                                          (see convert/turbo.py)
 
 UNET_DIR holds ``config.json`` and ``diffusion_pytorch_model.safetensors`` (or its sharded index).
 PIPELINE_DIR is a diffusers text-to-video pipeline folder (e.g. zeroscope_v2_576w): the CLIP text
@@ -21,13 +24,14 @@ import argparse
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from vinf_jax.convert.mapping import params_from_torch
 from vinf_jax.convert.safetensors_io import read_weights
 from vinf_jax.checkpoint import FORMAT, MARKER, atomic_folder, config_to_dict, read_json, save_params, write_json
 from vinf_jax.convert.output import check_compatible, versions
-from vinf_jax.errors import ConversionError, VinfError
+from vinf_jax.errors import ConversionError, VinfError, VinfWarning
 
 _DIFFUSERS_STEMS = ("diffusion_pytorch_model",)
 _TRANSFORMERS_STEMS = ("model", "pytorch_model")
@@ -146,6 +150,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lvdm-config", help="VideoCrafter inference yaml of --lvdm (default: VideoCrafter2's values)")
     ap.add_argument("--openclip-vocab", help="OpenCLIP's bpe_simple_vocab_16e6.txt.gz for the --lvdm tokenizer "
                                              "(default: the installed open_clip_torch's)")
+    ap.add_argument("--lvdm-unet", help="with --lvdm: a UNet state dict replacing the checkpoint's (T2V-Turbo-v2's "
+                                        "unet_mg.pt / unet_no_mg.pt), read with torch.load(weights_only=True)")
+    ap.add_argument("--lora", help="with --lvdm: T2V-Turbo v1's unet_lora.pt, merged into the checkpoint's UNet")
     ap.add_argument("--out", required=True, help="new vinf_jax checkpoint folder (must not exist)")
     ap.add_argument("--allow-pickle", action="store_true",
                     help="accept .bin/.ckpt/.pt weights, loaded with torch.load(weights_only=True)")
@@ -157,9 +164,17 @@ def main(argv=None) -> int:
                 raise ConversionError("--lvdm converts a whole model: do not combine it with --unet or --base")
             from vinf_jax.convert.lvdm import convert_lvdm
 
-            path = convert_lvdm(args.lvdm, args.out, config=args.lvdm_config, vocab=args.openclip_vocab)
-        elif args.lvdm_config or args.openclip_vocab:
-            raise ConversionError("--lvdm-config and --openclip-vocab apply only with --lvdm")
+            with warnings.catch_warnings(record=True) as caught:  # printed once the folder is written
+                warnings.simplefilter("always", VinfWarning)
+                path = convert_lvdm(args.lvdm, args.out, config=args.lvdm_config, vocab=args.openclip_vocab,
+                                    lvdm_unet=args.lvdm_unet, lora=args.lora)
+            for w in caught:
+                if issubclass(w.category, VinfWarning):
+                    print(f"warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        elif args.lvdm_config or args.openclip_vocab or args.lvdm_unet or args.lora:
+            raise ConversionError("--lvdm-config, --openclip-vocab, --lvdm-unet and --lora apply only with --lvdm")
         else:
             path = convert(args.unet, args.out, base=args.base, allow_pickle=args.allow_pickle)
     except VinfError as e:

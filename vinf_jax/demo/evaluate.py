@@ -1,24 +1,24 @@
 """Check a generated video of the demo world against its prompts (tests and ``benchmarks/seams.py``).
 
 Per frame the detector finds the object, its colour and its shape; per clip the net motion gives a
-direction;
-per clip boundary the centroid jump is compared with the median step inside clips, and the general
-seam metric (``vinf_jax.seams``) is computed from the pixels alone.
+direction; per clip boundary the centroid jump is compared with the median step inside clips, and the general
+seam metric (``vinf_jax.output.seams``) is computed from the pixels alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from vinf_jax.config.video_infinity import INDEPENDENT_CLIPS, clip_prompt_index
 from vinf_jax.demo import world
-from vinf_jax.seams import seam_scores
+from vinf_jax.output.seams import seam_scores
 
-INDEPENDENT = ("plugin_configs.attn.padding=0", "plugin_configs.attn.top_k=0", "plugin_configs.conv_layer.padding=0")
+INDEPENDENT = INDEPENDENT_CLIPS  # the same seed with independent clips
 
 
 def clip_prompts(prompts, num_clips: int) -> list[str]:
     """The prompt of each clip, as the pipeline assigns them (clip c: prompts[c * len // N])."""
-    return [prompts[(c * len(prompts)) // num_clips] for c in range(num_clips)]
+    return [prompts[i] for i in clip_prompt_index(num_clips, len(prompts))]
 
 
 def evaluate(frames: np.ndarray, prompts, num_clips: int) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vinf_jax import jsonfile
+from vinf_jax.output import jsonfile
 from vinf_jax.convert.mapping import flatten_pure, torch_key
 
 

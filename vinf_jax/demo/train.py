@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vinf_jax import jsonfile
+from vinf_jax.output import jsonfile
 from vinf_jax.demo import world
 from vinf_jax.demo.probe import PROBE_SEEDS
 

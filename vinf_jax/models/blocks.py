@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, linear
+from vinf_jax.models.layers import GroupNorm, LayerNorm, conv2d, dot_product_attention, geglu, linear, silu
 
 
 def _attention_impl(q, k) -> str | None:
     """cuDNN flash attention for half-precision self-attention on GPUs (what makes the spatial
-    attention fast: no (tokens x tokens) score matrix in memory); XLA elsewhere. ``VINF_ATTENTION``
-    (``xla`` / ``cudnn``) overrides the choice."""
+    attention fast: no (tokens x tokens) score matrix in memory); None (our XLA attention) elsewhere.
+    ``VINF_ATTENTION`` (``xla`` / ``cudnn``) overrides the choice."""
     forced = os.environ.get("VINF_ATTENTION")
     if forced:
         return None if forced == "xla" else forced
@@ -32,12 +32,14 @@ def attention(q, k, v, heads: int):
     split = lambda x: x.reshape(x.shape[0], x.shape[1], heads, d)
     q4, k4, v4 = split(q), split(k), split(v)
     impl = _attention_impl(q, k)
-    try:
-        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
-    except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA kernel is exact too
-        if impl is None:
-            raise
-        out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5)
+    out = None
+    if impl is not None:
+        try:
+            out = jax.nn.dot_product_attention(q4, k4, v4, scale=d ** -0.5, implementation=impl)
+        except Exception:  # cuDNN unavailable or shape unsupported at trace time: the XLA path below
+            pass
+    if out is None:  # float32 logits, softmax and probabilities x values, as the temporal layers
+        out = dot_product_attention(q4, k4, v4, d ** -0.5)
     return out.reshape(b, lq, inner)
 
 
@@ -67,7 +69,7 @@ class FeedForward(nnx.Module):
 
     def __call__(self, x):
         h, gate = jnp.split(self.proj_in(x), 2, axis=-1)
-        return self.proj_out(h * jax.nn.gelu(gate, approximate=False))
+        return self.proj_out(geglu(h, gate))
 
 
 class BasicTransformerBlock(nnx.Module):
@@ -122,18 +124,18 @@ class ResnetBlock2D(nnx.Module):
     def __init__(self, cin: int, cout: int, temb: int | None, groups: int, eps: float, *, rngs: nnx.Rngs,
                  output_scale_factor: float = 1.0):
         self.output_scale_factor = output_scale_factor
-        self.norm1 = GroupNorm(groups, cin, eps)
+        self.norm1 = GroupNorm(groups, cin, eps, silu=True)
         self.conv1 = conv2d(cin, cout, 3, rngs)
         self.time_emb_proj = linear(temb, cout, rngs) if temb else None
-        self.norm2 = GroupNorm(groups, cout, eps)
+        self.norm2 = GroupNorm(groups, cout, eps, silu=True)
         self.conv2 = conv2d(cout, cout, 3, rngs)
         self.conv_shortcut = conv2d(cin, cout, 1, rngs) if cin != cout else None
 
     def __call__(self, x, temb=None):
-        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = self.conv1(self.norm1(x))  # norm -> SiLU
         if self.time_emb_proj is not None:
-            h = h + self.time_emb_proj(jax.nn.silu(temb))[:, None, None, :]
-        h = self.conv2(jax.nn.silu(self.norm2(h)))
+            h = h + self.time_emb_proj(silu(temb))[:, None, None, :]
+        h = self.conv2(self.norm2(h))  # norm -> SiLU
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         out = x + h

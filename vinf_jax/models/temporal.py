@@ -81,7 +81,7 @@ class TemporalConvStage(nnx.Module):
     """GroupNorm -> SiLU -> Conv3d((3,1,1), one zero frame of padding); diffusers ``convK.{0,2|3}``."""
 
     def __init__(self, cin: int, cout: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm = GroupNorm(groups, cin)
+        self.norm = GroupNorm(groups, cin, silu=True)
         self.conv = nnx.Conv(cin, cout, (3, 1, 1), padding=((1, 1), (0, 0), (0, 0)), rngs=rngs)
 
 
@@ -101,7 +101,7 @@ class TemporalConvLayer(nnx.Module):
         y = win.x
         nclips, length = y.shape[1], y.shape[2]
         for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
-            y = jax.nn.silu(ops.group_norm(stage.norm, y, win.valid))
+            y = ops.group_norm(stage.norm, y, win.valid)  # norm -> SiLU
             if win.valid is not None:  # frames outside the video act as the conv's zero padding
                 y = jnp.where(win.valid[None, :, :, None, None, None], y, 0).astype(y.dtype)
             y = stage.conv(y.reshape((b * nclips, length, h, w, c))).reshape(y.shape)

@@ -15,7 +15,7 @@ from flax import nnx
 
 from vinf_jax.errors import ConversionError
 from vinf_jax.models.blocks import Downsample2D, ResnetBlock2D, Transformer2D, Upsample2D
-from vinf_jax.models.layers import GroupNorm, TimestepEmbedding, conv2d, timestep_embedding
+from vinf_jax.models.layers import GroupNorm, TimestepEmbedding, conv2d, guidance_embedding, linear, timestep_embedding
 from vinf_jax.models.temporal import TemporalConvLayer, TemporalOps, TransformerTemporal, VanillaTemporal
 
 _DOWN = ("CrossAttnDownBlock3D", "DownBlock3D")
@@ -37,6 +37,10 @@ class UNetConfig:
     cross_attention_dim: int = 1024
     attention_head_dim: int | tuple[int, ...] = 64
     fps_cond: bool = True
+    # T2V-Turbo (method §12): width of the guidance-scale embedding fed through ``time_cond_proj``, and
+    # of the motion-guidance embedding (``motion_cond_proj`` + ``combine_proj``); None: plain VideoCrafter2
+    time_cond_proj_dim: int | None = None
+    motion_cond_proj_dim: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict, *, fps_cond: bool | None = None) -> "UNetConfig":
@@ -44,9 +48,13 @@ class UNetConfig:
         if d.get("num_attention_heads") is not None:
             raise ConversionError("unet config: num_attention_heads must be null (diffusers' UNet3D quirk: "
                                   "heads come from attention_head_dim)")
-        for key, allowed in (("act_fn", ("silu",)), ("time_cond_proj_dim", (None,))):
-            if d.get(key, allowed[0]) not in allowed:
-                raise ConversionError(f"unet config: {key}={d[key]!r} is not supported (allowed: {allowed})")
+        if d.get("act_fn", "silu") != "silu":
+            raise ConversionError(f"unet config: act_fn={d['act_fn']!r} is not supported (allowed: ('silu',))")
+        for key in ("time_cond_proj_dim", "motion_cond_proj_dim"):
+            if d.get(key) is not None and (isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 1):
+                raise ConversionError(f"unet config: {key}={d[key]!r} must be a positive integer or null")
+        if d.get("motion_cond_proj_dim") is not None and d.get("time_cond_proj_dim") is None:
+            raise ConversionError("unet config: motion_cond_proj_dim needs time_cond_proj_dim (T2V-Turbo combines both)")
         for key, allowed in (("down_block_types", _DOWN), ("up_block_types", _UP)):
             bad = [t for t in d.get(key, ()) if t not in allowed]
             if bad:
@@ -143,6 +151,11 @@ class UNet3D(nnx.Module):
         self.time_embedding = TimestepEmbedding(c0, 4 * c0, rngs=rngs)
         if cfg.fps_cond:
             self.fps_embedding = TimestepEmbedding(c0, 4 * c0, rngs=rngs)
+        if cfg.time_cond_proj_dim is not None:  # T2V-Turbo's three bias-free projections (method §12.1)
+            self.time_cond_proj = linear(cfg.time_cond_proj_dim, c0, rngs, bias=False)
+        if cfg.motion_cond_proj_dim is not None:
+            self.motion_cond_proj = linear(cfg.motion_cond_proj_dim, c0, rngs, bias=False)
+            self.combine_proj = linear(2 * c0, c0, rngs, bias=False)
         dh = cfg.attention_head_dim if isinstance(cfg.attention_head_dim, int) else cfg.attention_head_dim[0]
         self.transformer_in = TransformerTemporal(c0, 8, dh, cfg.norm_num_groups, rngs=rngs)
         chans = cfg.block_out_channels
@@ -158,29 +171,51 @@ class UNet3D(nnx.Module):
             UNetBlock3D("up_cross" if t == "CrossAttnUpBlock3D" else "up", cfg, rchans[min(i + 1, last)], rchans[i],
                         rheads[i], rngs=rngs, prev_out=rchans[max(i - 1, 0)], add_resample=i < last)
             for i, t in enumerate(cfg.up_block_types)])
-        self.conv_norm_out = GroupNorm(cfg.norm_num_groups, c0, cfg.norm_eps)
+        self.conv_norm_out = GroupNorm(cfg.norm_num_groups, c0, cfg.norm_eps, silu=True)
         self.conv_out = conv2d(c0, cfg.out_channels, 3, rngs)
 
-    def embed(self, timesteps, fps, batch: int, dtype):
-        """Time (+ fps) embedding, (batch, 4 * C0), in ``dtype``."""
-        c0 = self.config.block_out_channels[0]
+    def embed(self, timesteps, fps, batch: int, dtype, guidance=None, motion=None):
+        """Time (+ guidance, motion) (+ fps) embedding, (batch, 4 * C0), in ``dtype``.
+
+        T2V-Turbo (method §12.1): ``time_embedding(t_emb + c)`` with ``c = time_cond_proj(w_emb)``, or with a
+        motion input ``c = combine_proj([time_cond_proj(w_emb), motion_cond_proj(m_emb)])``; fps added after.
+        """
+        cfg, c0 = self.config, self.config.block_out_channels[0]
         t = jnp.broadcast_to(jnp.asarray(timesteps, jnp.float32), (batch,))
-        emb = self.time_embedding(timestep_embedding(t, c0).astype(dtype))
+        t_emb = timestep_embedding(t, c0).astype(dtype)
+        if guidance is not None or motion is not None:
+            if cfg.time_cond_proj_dim is None:
+                raise ValueError("guidance: this UNet has no guidance embedding (time_cond_proj); it is not a "
+                                 "T2V-Turbo UNet: use classifier-free guidance instead")
+            if motion is not None and cfg.motion_cond_proj_dim is None:
+                raise ValueError("motion: this UNet has no motion embedding (motion_cond_proj); pass motion=None")
+            if guidance is None:
+                raise ValueError("motion needs guidance: T2V-Turbo combines the two embeddings")
+            w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,))
+            c = self.time_cond_proj(guidance_embedding(w, cfg.time_cond_proj_dim).astype(dtype))
+            if motion is not None:
+                m = jnp.broadcast_to(jnp.asarray(motion, jnp.float32), (batch,))
+                mc = self.motion_cond_proj(guidance_embedding(m, cfg.motion_cond_proj_dim).astype(dtype))
+                c = self.combine_proj(jnp.concatenate([c, mc], axis=-1))
+            t_emb = t_emb + c.astype(dtype)
+        emb = self.time_embedding(t_emb)
         if self.config.fps_cond:
             f = jnp.broadcast_to(jnp.asarray(fps, jnp.float32), (batch,))
             emb = emb + self.fps_embedding(timestep_embedding(f, c0).astype(dtype))
         return emb.astype(dtype)
 
-    def __call__(self, sample, timesteps, context, fps=24, ops: TemporalOps | None = None):
+    def __call__(self, sample, timesteps, context, fps=24, ops: TemporalOps | None = None, guidance=None,
+                 motion=None):
         """sample (B, T, H, W, C_in); context (B, L, D) shared by all frames or (B, clips, L, D) per clip.
 
-        ``ops`` decides what the temporal layers see (default: the T frames are one clip).
+        ``ops`` decides what the temporal layers see (default: the T frames are one clip). ``guidance`` /
+        ``motion``: T2V-Turbo's embedded guidance and motion-guidance scales (scalars or (B,)); None = no input.
         """
         b, t, h, w, _ = sample.shape
         ops = ops or VanillaTemporal(frames=t)
         assert ops.frames == t, (ops.frames, t)
         dtype = self.conv_in.kernel[...].dtype
-        temb = jnp.repeat(self.embed(timesteps, fps, b, dtype), t, axis=0)
+        temb = jnp.repeat(self.embed(timesteps, fps, b, dtype, guidance, motion), t, axis=0)
         if context.ndim == 3:
             ctx = jnp.repeat(context, t, axis=0)
         else:  # per-clip prompts: clip c's embedding for each of its frames
@@ -200,5 +235,5 @@ class UNet3D(nnx.Module):
             x = block.up(x, list(mine), temb, ctx, ops, size)
         # float32 input promotes conv_out to float32: the noise prediction leaves the model unrounded,
         # before classifier-free guidance multiplies its error by ~2 * guidance_scale
-        x = self.conv_out(jax.nn.silu(self.conv_norm_out(x)).astype(jnp.float32))
+        x = self.conv_out(self.conv_norm_out(x).astype(jnp.float32))  # norm -> SiLU
         return x.reshape(b, t, h, w, -1)

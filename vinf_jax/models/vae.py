@@ -122,14 +122,14 @@ class Decoder(nnx.Module):
                              add_upsample=i < len(chans) - 1, rngs=rngs)
             for i in range(len(chans))
         ])
-        self.conv_norm_out = GroupNorm(groups, cfg.block_out_channels[0], _EPS)
+        self.conv_norm_out = GroupNorm(groups, cfg.block_out_channels[0], _EPS, silu=True)
         self.conv_out = conv2d(cfg.block_out_channels[0], cfg.out_channels, 3, rngs)
 
     def __call__(self, z):
         x = self.mid_block(self.conv_in(z))
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(jax.nn.silu(self.conv_norm_out(x)))
+        return self.conv_out(self.conv_norm_out(x))  # norm -> SiLU
 
 
 class VAEDecoder(nnx.Module):

@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 from vinf_jax.config import VideoInfinityConfig
-from vinf_jax.models.layers import GroupNorm, grouped
+from vinf_jax.models.layers import GroupNorm, grouped, logits_einsum, probs_times_values
 from vinf_jax.models.temporal import Window
 
 AXIS = "clips"
@@ -271,9 +271,9 @@ class ClipParallelTemporal:
         scale = a.attn_scale / math.sqrt(d)
         if a.token_num_scale:  # row i scaled by ln(n_i) / ln(16), n_i = its unmasked columns
             scale = (scale * jnp.log(n_visible) / math.log(16.0))[None, :, None, :, None]
-        logits = jnp.einsum("bnqhd,bnkhd->bnhqk", q, k_all, preferred_element_type=jnp.float32)
-        probs = jax.nn.softmax(logits * scale + bias[None, :, None], axis=-1).astype(v_all.dtype)
-        out = jnp.einsum("bnhqk,bnkhd->bnqhd", probs, v_all)
+        logits = logits_einsum("bnqhd,bnkhd->bnhqk", q, k_all)
+        probs = jax.nn.softmax(logits * scale + bias[None, :, None], axis=-1)
+        out = probs_times_values("bnhqk,bnkhd->bnqhd", probs, v_all)
         return out.reshape(b, t, h, d)
 
 

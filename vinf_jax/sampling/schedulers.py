@@ -27,7 +27,7 @@ import numpy as np
 
 from vinf_jax.errors import ConfigError
 
-SCHEDULER_KINDS: tuple[str, ...] = ("sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim")
+SCHEDULER_KINDS: tuple[str, ...] = ("sde-dpmsolver++", "dpmsolver++", "ddim", "videocrafter-ddim", "t2v-turbo")
 _DPM_KINDS = ("sde-dpmsolver++", "dpmsolver++")
 _DDIM_KINDS = ("ddim", "videocrafter-ddim")
 
@@ -40,6 +40,8 @@ class SchedulerSpec:
     use_karras_sigmas: bool = False  # DPM-Solver kinds only
     eta: float | None = None  # DDIM kinds only; 0 = deterministic DDIM, 1 = DDPM-like noise; None = the
     # kind's default: 1.0 for videocrafter-ddim (VideoCrafter's scripts), 0.0 otherwise
+    lcm_origin_steps: int | None = None  # t2v-turbo only: the skeleton its timesteps are taken from; None =
+    # the checkpoint's (its scheduler config's "t2v_turbo" block, else 50)
 
     def __post_init__(self):
         if self.eta is None:
@@ -52,6 +54,12 @@ class SchedulerSpec:
             raise ConfigError(f"eta must be a finite number >= 0, got {self.eta!r}")
         if self.eta != 0 and self.kind not in _DDIM_KINDS:
             raise ConfigError(f"eta applies only to {', '.join(_DDIM_KINDS)}, not {self.kind!r}")
+        if self.lcm_origin_steps is not None:
+            if self.kind != "t2v-turbo":
+                raise ConfigError(f"lcm_origin_steps applies only to t2v-turbo, not {self.kind!r}")
+            if isinstance(self.lcm_origin_steps, bool) or not isinstance(self.lcm_origin_steps, int) \
+                    or self.lcm_origin_steps < 1:
+                raise ConfigError(f"pipe_configs.lcm_origin_steps: expected an integer >= 1, got {self.lcm_origin_steps!r}")
 
     @classmethod
     def parse(cls, name: str) -> "SchedulerSpec":
@@ -428,6 +436,55 @@ def _make_videocrafter_ddim(spec: SchedulerSpec, scheduler_config: dict, num_ste
                   needs_noise=spec.eta > 0, coefs=coefs)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# T2V-Turbo (scheduler/t2v_turbo_scheduler.py of Ji4chenLi/t2v-turbo; method §12.2)
+
+TURBO_ORIGIN_STEPS = 50  # LCM's default skeleton, T2V-Turbo v1's training grid (num_ddim_timesteps 50)
+
+
+def turbo_timesteps(num_steps: int, lcm_origin_steps: int, num_train: int = 1000) -> np.ndarray:
+    """Every ``skip``-th timestep of the ``lcm_origin_steps``-point grid ``c·k − 1`` from the top, ``skip =
+    lcm_origin_steps // num_steps``: (4, 50) -> 999, 759, 519, 279."""
+    if lcm_origin_steps > num_train:
+        raise ConfigError(f"pipe_configs.lcm_origin_steps={lcm_origin_steps}: at most num_train_timesteps={num_train}")
+    if num_steps > lcm_origin_steps:
+        raise ConfigError(f"pipe_configs.steps={num_steps}: t2v-turbo takes its steps from a grid of "
+                          f"pipe_configs.lcm_origin_steps={lcm_origin_steps} timesteps; use at most that many steps")
+    c = num_train // lcm_origin_steps
+    grid = np.arange(1, lcm_origin_steps + 1, dtype=np.int64) * c - 1
+    return grid[::-(lcm_origin_steps // num_steps)][:num_steps].copy()
+
+
+def _make_turbo(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> Solver:
+    """A consistency model's multistep sampling as one linear step per column of the table:
+
+        x0 = (x − sqrt(1 − a_t) eps) / sqrt(a_t);  denoised = c_out x0 + c_skip x
+        next = sqrt(a_prev) denoised + sqrt(1 − a_prev) noise       (a_prev at the next timestep)
+
+    with c_skip = σ²/((t/0.1)² + σ²), c_out = (t/0.1)/sqrt((t/0.1)² + σ²), σ = 0.5. The video is the last
+    step's ``denoised``, so the last column holds (c_skip, c_out) and no noise.
+    """
+    cfg = _resolve_config(scheduler_config, _DDIM_DEFAULTS)
+    block = scheduler_config.get("t2v_turbo") if isinstance(scheduler_config.get("t2v_turbo"), dict) else {}
+    origin = spec.lcm_origin_steps or int(block.get("lcm_origin_steps", TURBO_ORIGIN_STEPS))
+    n_train = int(cfg["num_train_timesteps"])
+    ts = turbo_timesteps(num_steps, origin, n_train)
+    ac = _alphas_cumprod(cfg).astype(np.float64)  # T2V-Turbo's scheduler: float32 scaled_linear, as diffusers
+    a_t = ac[ts]
+    a_prev = ac[np.concatenate([ts[1:], ts[-1:]])]
+    scaled = ts.astype(np.float64) / 0.1
+    c_skip = 0.25 / (scaled**2 + 0.25)
+    c_out = scaled / np.sqrt(scaled**2 + 0.25)
+    last = np.arange(num_steps) == num_steps - 1
+    keep = np.where(last, 1.0, np.sqrt(a_prev))  # the last step returns denoised itself
+    p_s, p_m, p_div, _, _ = _prediction_rows(cfg["prediction_type"], np.sqrt(a_t), np.sqrt(1 - a_t))
+    zeros = np.zeros(num_steps)
+    coefs = np.stack([p_s, p_m, p_div, zeros, zeros, keep * c_skip, keep * c_out, zeros, zeros,
+                      np.where(last, 0.0, np.sqrt(1 - a_prev))])
+    return Solver(kind=spec.kind, timesteps=ts, sigmas=None, init_noise_sigma=1.0, needs_noise=num_steps > 1,
+                  coefs=coefs)
+
+
 def make_solver(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> Solver:
     """Solver for `spec` on a diffusers scheduler config (any scheduler class's; the keys it shares are used).
 
@@ -444,6 +501,8 @@ def make_solver(spec: SchedulerSpec, scheduler_config: dict, num_steps: int) -> 
                           "sampling steps")
     if spec.kind == "videocrafter-ddim":
         return _make_videocrafter_ddim(spec, scheduler_config, num_steps)
+    if spec.kind == "t2v-turbo":
+        return _make_turbo(spec, scheduler_config, num_steps)
     if spec.kind == "ddim":
         return _make_ddim(spec, _resolve_config(scheduler_config, _DDIM_DEFAULTS), num_steps)
     return _make_dpm(spec, _resolve_config(scheduler_config, _DPM_DEFAULTS), num_steps)

@@ -52,7 +52,7 @@ def contact_sheet(frames: np.ndarray, clip_frames: int, count: int = 16, per_row
 
 
 def write_contact_sheet(path: Path, frames: np.ndarray, clip_frames: int, **kw) -> None:
-    from vinf_jax.video_io import atomic_write
+    from vinf_jax.output.video_io import atomic_write
 
     image = contact_sheet(np.asarray(frames, np.float32), clip_frames, **kw)
     with atomic_write(Path(path)) as tmp:

@@ -9,6 +9,8 @@ error, Ctrl-C) stops ffmpeg and deletes them.
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import threading
 import time
@@ -17,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from vinf_jax import jsonfile, video_io
+from vinf_jax.output import jsonfile, video_io
 
 
 class _Abort(BaseException):
@@ -154,11 +156,22 @@ class VideoSink:
                     pass
             else:
                 self._mp4.close()  # waits until ffmpeg has written the file
+                self._check_mp4()
         finally:
             if self._npy is not None:
                 self._npy.close()
 
+    def _check_mp4(self):
+        """ffmpeg that could not finish the file exits quietly: a full disk becomes ENOSPC here."""
+        tmp = self._temps[".mp4"]
+        if not video_io.mp4_complete(tmp):
+            if video_io.disk_full(self.folder):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.folder))
+            raise RuntimeError(f"video writer: ffmpeg left an incomplete mp4 ({tmp}); see its message above")
+
     def _raise_writer_error(self):
+        if isinstance(self._error, OSError) and video_io.disk_full(self.folder):  # ffmpeg's pipe broke
+            self._error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.folder))
         if self._error is not None:
             raise RuntimeError(f"video writer failed: {self._error}") from self._error
 

@@ -68,7 +68,7 @@ class SeamAccumulator:
     """
 
     def __init__(self, total_frames: int, clip_frames: int, sheet_count: int = 16):
-        from vinf_jax.contact_sheet import sheet_indices
+        from vinf_jax.output.contact_sheet import sheet_indices
 
         self.total, self.clip_frames = total_frames, clip_frames
         self._want = set(sheet_indices(total_frames, sheet_count))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vinf_jax import video_io
+from vinf_jax.output import video_io
 from vinf_jax.errors import ConfigError, VinfWarning, is_out_of_memory
 from vinf_jax.parallel.stream import TRANSFERS, ChunkPlan, chunk_layout, fetch_chunk, wait_ready
 
@@ -135,7 +135,7 @@ def _export(pipe, latents, name, fps, save_frames, sidecar, chunk, ahead, progre
         for _ in chunks:
             state["out"] = True
         return result(None)
-    from vinf_jax.video_sink import VideoSink
+    from vinf_jax.output.video_sink import VideoSink
 
     with VideoSink(name.folder, t, h, w, fps, npy=save_frames == "npy", progress=progress) as sink:
         while True:

@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from vinf_jax import jsonfile
+from vinf_jax.output import jsonfile
 from vinf_jax.errors import ConfigError
 
 _INDEXED = re.compile(r"(\d+)_")
@@ -204,6 +204,37 @@ def open_mp4(path: Path, width: int, height: int, fps: float):
                                              pix_fmt_out="yuv420p", macro_block_size=1, output_params=["-f", "mp4"])
         writer.send(None)
     return writer
+
+
+def mp4_complete(path: Path) -> bool:
+    """The file is a whole mp4: its top-level boxes tile it exactly and include ``moov`` and ``mdat``.
+    ffmpeg exits without an error we can see when it cannot finish the file (a full disk), so the
+    writer checks this before publishing."""
+    size, pos, kinds = path.stat().st_size, 0, set()
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(16)
+            n = int.from_bytes(head[:4], "big") if len(head) >= 8 else 0
+            if n == 1 and len(head) == 16:  # 64-bit size
+                n = int.from_bytes(head[8:16], "big")
+            elif n == 0 and len(head) >= 8:  # runs to the end of the file
+                n = size - pos
+            if n < 8 or pos + n > size:
+                return False
+            kinds.add(head[4:8])
+            pos += n
+    return {b"moov", b"mdat"} <= kinds
+
+
+def disk_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """Less than ``margin`` bytes can still be written in ``folder`` (root may use the reserved blocks)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    free = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < margin
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
