@@ -66,6 +66,18 @@ def test_v_prediction_target_is_diffusers_velocity():
     np.testing.assert_allclose(np.asarray(train.target(x0, noise, ab)), want, atol=2e-6)
 
 
+def test_motion_weighted_mse():
+    """Static errors cost their square; an error that changes from frame to frame costs 1 + w times it:
+    derived on errors whose frame mean is known."""
+    static = np.ones((2, 4, 3, 3, 4), np.float32) * 0.5  # the same error in every frame
+    moving = static * np.array([1, -1, 1, -1], np.float32)[None, :, None, None, None]  # zero mean over frames
+    assert float(train.motion_weighted_mse(static, 4.0)) == pytest.approx(0.25)
+    assert float(train.motion_weighted_mse(moving, 4.0)) == pytest.approx(0.25 * 5)
+    assert float(train.motion_weighted_mse(moving, 0.0)) == pytest.approx(0.25)
+    both = static + moving  # frames alternate 1, 0: mean square 0.5, plus 4 x the deviations' (+-0.5) 0.25
+    assert float(train.motion_weighted_mse(both, 4.0)) == pytest.approx(0.5 + 4 * 0.25)
+
+
 def test_high_noise_share_of_timesteps():
     t = train.timesteps(np.random.default_rng(0), 20000, 0.3)
     assert t.min() >= 0 and t.max() <= 999
@@ -99,6 +111,28 @@ def test_every_world_word_is_one_token(tmp_path):
     assert len(tok("a green square moving left").input_ids) == 7  # start, five words, end
 
 
+def test_every_caption_fits_the_text_encoders_context(tmp_path):
+    """The demo's context is 8 tokens: every caption of the world is whole (no PromptWarning), padded
+    with one end token, and the text encoder has exactly as many positions."""
+    import warnings
+
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo.tokenizer import MAX_LENGTH, write_tokenizer
+    from vinf_jax.models.clip_text import PromptWarning, tokenize
+
+    write_tokenizer(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path))
+    assert tok.model_max_length == MAX_LENGTH == train.TEXT["max_position_embeddings"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PromptWarning)
+        ids = tokenize(tok, world.all_prompts())
+    assert ids.shape == (32, MAX_LENGTH)
+    assert (ids[:, -2:] == tok.eos_token_id).all() and len({tuple(r) for r in ids}) == 32
+    with pytest.warns(PromptWarning, match="cut: 'left'"):  # 9 tokens: the last word does not fit
+        tokenize(tok, "a red circle moving right moving left")
+
+
 def test_vae_loss_falls():
     import jax
     import jax.numpy as jnp
@@ -113,6 +147,32 @@ def test_vae_loss_falls():
         params, opt_state, _ = step(params, opt_state, x, key)
     after = float(loss(params, x, key)[1])
     assert after < 0.7 * before, (before, after)
+
+
+def test_vae_objective_weighs_object_pixels():
+    """The reconstruction term is sum(w * err) / sum(w) with w = 1 + object_weight on object pixels
+    (brighter than black) and 1 on the background; recomputed here from the model's own decode."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from vinf_jax.models.vae import VAEConfig
+
+    x = jnp.asarray(train.random_frames(np.random.default_rng(1), 2)[:, ::4, ::4])
+    key = jax.random.key(3)
+    params, _, _, loss, graphdef = train.vae_objective(VAEConfig.from_dict(TINY_VAE), lr=1e-3, steps=2, seed=0,
+                                                       object_weight=30.0)
+    m = nnx.merge(graphdef, params)
+    mean, logvar = m.encode(x)
+    err = np.asarray(jnp.square(m.decode(mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)) - x))
+    kl = 0.5 * np.mean(np.square(mean) + np.exp(logvar) - 1.0 - logvar)
+    obj = np.asarray(x).max(-1, keepdims=True) > -0.98
+    assert 0.01 < obj.mean() < 0.3  # frames hold an object and mostly background
+    w = np.where(obj, 31.0, 1.0)
+    total, mse = loss(params, x, key)
+    np.testing.assert_allclose(float(mse), err.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(total), (w * err).mean() / w.mean() + 1e-4 * kl, rtol=1e-5)
+    assert abs(float(total) - float(mse) - 1e-4 * kl) > 1e-3 * float(mse)  # the weights change the loss here
 
 
 def test_loss_curve_png(tmp_path):

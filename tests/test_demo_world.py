@@ -56,8 +56,12 @@ def test_detector_finds_colour_shape_and_centre(seed):
     dets = world.detect_video(frames)
     assert all(d.found and d.color == s.color and d.shape == s.shape for d in dets)
     # anti-aliased rendering: the brightness-weighted circular mean is the centre to a small fraction
-    # of a pixel (edge pixels dimmer than world.EDGE are left out, which shifts it by < 0.1 px)
-    np.testing.assert_allclose(world.wrapped_step(np.array([d.centroid for d in dets]), centres), 0, atol=0.1)
+    # of a pixel (edge pixels dimmer than world.EDGE are left out; where the trail brightens the back
+    # edge past EDGE they are not, which shifts it backwards by < 0.2 px, the same in every frame) ...
+    got = np.array([d.centroid for d in dets])
+    np.testing.assert_allclose(world.wrapped_step(got, centres), 0, atol=0.2)
+    # ... and the steps between frames (what the direction and seam measures use) to the same 0.2 px
+    np.testing.assert_allclose(world.wrapped_step(got[:-1], got[1:]), world.wrapped_step(centres[:-1], centres[1:]), atol=0.2)
     assert world.clip_direction(dets) == s.direction
     # uint8 frames (as read back from an mp4) work too
     d8 = world.detect((frames[0] * 255).round().astype(np.uint8))
@@ -70,7 +74,7 @@ def test_detector_across_the_corner(shape):
     s = world.Scene(shape, "blue", "up", 0.3, 63.4)
     d = world.detect(world.render(s, 1, 16)[0])
     assert d.found and d.color == "blue" and d.shape == shape
-    np.testing.assert_allclose(world.wrapped_step(d.centroid, (0.3, 63.4)), 0, atol=0.1)
+    np.testing.assert_allclose(world.wrapped_step(d.centroid, (0.3, 63.4)), 0, atol=0.2)  # see above
     dets = world.detect_video(world.render(s, 8, 16))  # upwards, across the top border
     assert world.clip_direction(dets) == "up"
 

@@ -13,6 +13,11 @@ from pathlib import Path
 from vinf_jax.demo.world import WORDS
 
 SPECIAL = ("<|startoftext|>", "<|endoftext|>")
+# A caption is 7 tokens (start, five words, end): 8 positions hold it with one padding token. With CLIP's
+# 77, 71 identical padding tokens (each a summary of the whole caption made by a causal encoder) took
+# most of the UNet's cross-attention and carried the colour word alone (BENCHMARKS.md, issue 23); with 8,
+# every word's own token is an eighth of the keys. Longer prompts are cut with a PromptWarning.
+MAX_LENGTH = 8
 
 
 def _merges(word: str) -> list[str]:
@@ -44,5 +49,5 @@ def write_tokenizer(folder: str | Path) -> int:
     vocab, merges = vocab_and_merges()
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": MAX_LENGTH}) + "\n", encoding="utf-8")
     return len(vocab)

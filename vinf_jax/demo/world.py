@@ -21,14 +21,20 @@ import dataclasses
 import numpy as np
 
 SIZE = 64  # frames are SIZE x SIZE, and positions wrap around modulo SIZE
-RADIUS = 7.0  # circle radius; the square has the same area-ish half side
-HALF_SIDE = 6.0
+RADIUS = 7.0  # circle radius (area 177 px)
+HALF_SIDE = 7.0  # the square holds the circle (area 225 px): its corners and larger area tell them apart
 SPEED = 32.0  # pixels per second: 2 px per frame at the demo's 16 fps, a quarter of a latent pixel
 COLORS = {"red": (0.95, 0.1, 0.1), "green": (0.1, 0.85, 0.15), "blue": (0.15, 0.3, 1.0),
           "yellow": (0.95, 0.85, 0.1)}
 SHAPES = ("circle", "square")
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}  # (dx, dy), y grows downwards
 FPS_CHOICES = (8, 12, 16, 24)
+# A motion trail: faint copies of the object (distance behind it in pixels, brightness), so that one frame
+# shows which way the object goes. Without it a clip moving right is a clip moving left played backwards,
+# and the UNet's temporal attention (no frame positions in diffusers' UNet3D) cannot tell them apart;
+# the trail makes the direction word a property of every frame, as the colour and shape words are.
+# It stays darker than the detector's THRESHOLD, so colour, shape and size are the object's alone.
+TRAIL = ((5.0, 0.25), (10.0, 0.12))
 WORDS = ("a", "moving") + tuple(COLORS) + SHAPES + tuple(DIRECTIONS)
 
 
@@ -81,8 +87,13 @@ def coverage(shape: str, centres: np.ndarray) -> np.ndarray:
 
 
 def render(scene: Scene, frames: int, fps: float, start: int = 0) -> np.ndarray:
-    """(frames, SIZE, SIZE, 3) float32 in [0, 1]; edges anti-aliased (coverage of each pixel)."""
-    cover = coverage(scene.shape, trajectory(scene, frames, fps, start))
+    """(frames, SIZE, SIZE, 3) float32 in [0, 1]; edges anti-aliased (coverage of each pixel), with the
+    faint ``TRAIL`` copies behind the object (the brighter of object and trail wins)."""
+    centres = trajectory(scene, frames, fps, start)
+    cover = coverage(scene.shape, centres)
+    back = -np.asarray(DIRECTIONS[scene.direction], np.float64)
+    for distance, level in TRAIL:
+        cover = np.maximum(cover, level * coverage(scene.shape, centres + distance * back))
     return (cover[..., None] * np.asarray(COLORS[scene.color])).astype(np.float32)
 
 
@@ -101,7 +112,9 @@ def parse_prompt(prompt: str) -> dict:
 # ------------------------------------------------------------------------------------- detection
 
 THRESHOLD = 0.35  # a pixel belongs to the object when its brightest channel exceeds this
-EDGE = 0.1  # pixels brighter than this weigh in the centroid by their brightness
+# pixels brighter than this weigh in the centroid by their brightness (anti-aliased edges: sub-pixel
+# centroids); above the trail's brightness, so that the trail does not pull the centroid backwards
+EDGE = max([0.1] + [level * 1.2 for _, level in TRAIL])
 MIN_PIXELS = 30  # fewer object pixels than this: no object (a circle covers ~150)
 
 
