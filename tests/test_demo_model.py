@@ -63,9 +63,10 @@ def share(runs, key):
     return float(np.mean([r[key] for r in runs["vi"]])), [(r[key], r["directions"]) for r in runs["vi"]]
 
 
-# Targets of issues 14 and 23 that the shipped model (issue 14's, UNet snapshot at step 1250) does not
-# reach; the thresholds stay, strict xfail flags the day a better-trained model meets them
-# (BENCHMARKS.md "Why the demo model ignored its prompts"). Figures measured by this file's seeds.
+# Issue 23's direction targets, which the shipped model (docs: BENCHMARKS.md "Issue 23: the demo follows
+# colour and shape") does not reach: it draws the prompt's colour and shape, and coherent motion, but the
+# noise, not the direction word, decides which way the object goes. The thresholds stay; strict xfail
+# flags the day a better-trained model meets them. Figures measured by this file's seeds.
 SHORT = "the shipped model falls short of this target (reached: {}); see BENCHMARKS.md (issue 23)"
 
 
@@ -74,27 +75,31 @@ def test_object_found_in_every_frame(runs):
     assert found >= 0.95, detail
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("colour 58 %, shape 48 %, direction 38 %"))
-def test_single_clips_follow_their_prompts(runs):
+def test_single_clips_have_their_prompts_colour(runs):
     """Issue 23: the base model alone (no Video-Infinity), one clip of every prompt of the world."""
-    r = runs["single"]
-    assert r["color"] >= 0.95 and r["shape"] >= 0.90 and r["direction"] >= 0.85, r
+    assert runs["single"]["color"] >= 0.95, runs["single"]
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("61 % of frames"))
+def test_single_clips_have_their_prompts_shape(runs):
+    assert runs["single"]["shape"] >= 0.90, runs["single"]
+
+
+@pytest.mark.xfail(strict=True, reason=SHORT.format("34 % of clips, chance is 25 %"))
+def test_single_clips_move_their_prompts_direction(runs):
+    assert runs["single"]["direction"] >= 0.85, runs["single"]
+
+
 def test_colour_matches_prompt(runs):
     color, detail = share(runs, "color")
     assert color >= 0.90, detail
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("25 % of clips"))
+@pytest.mark.xfail(strict=True, reason=SHORT.format("29 % of clips, chance is 25 %"))
 def test_direction_matches_prompt(runs):
     direction, detail = share(runs, "direction")
     assert direction >= 0.80, detail
 
 
-@pytest.mark.xfail(strict=True, reason=SHORT.format("2.18 with wrap-aware centroids (circular means, which "
-                                                   "background noise does not pull to the frame's centre)"))
 def test_video_infinity_seams_like_steps_inside_clips(runs):
     assert centroid(runs, "vi") <= 2.0, (centroid(runs, "vi"), centroid(runs, "independent"))
 

@@ -55,10 +55,12 @@ TEXT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_
 VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[8, 16, 32, 32], layers_per_block=1,
            norm_num_groups=4, up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=1.0)
 
-# How the UNet is trained (both presets): the share of empty prompts (classifier-free guidance's
+# How the models are trained (both presets): the share of empty prompts (classifier-free guidance's
 # unconditional), the share of a batch drawn from the noisier half of the timesteps (where the prompt
 # decides what the video shows), offset noise (a per-clip, per-channel constant added to the noise),
-# the text encoder's learning rate relative to the UNet's, and how often the probes run (0: never).
+# the text encoder's learning rate relative to the UNet's, how often the probes run (0: never), the
+# extra weight of the object's pixels in the autoencoder's loss, and of the frame-to-frame part of the
+# UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md).
 RECIPE = dict(caption_dropout=0.1, high_noise=0.3, offset_noise=0.0, text_lr_scale=1.0, probe_every=600,
               cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0)  # cross_attn_all=1: cross-attention (and temporal attention) at every resolution
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
