@@ -194,9 +194,11 @@ def test_demo_config_same_frames_on_1_and_8_devices_and_second_run_hits_the_comp
     assert one["side"]["resolved"]["devices_why"] == "all 1 available device(s), 8 clip(s) each"
     assert first["side"]["resolved"]["devices_why"] == "all 8 available device(s), 1 clip(s) each"
     assert first["frames"].shape == (8 * 8, 64, 64, 3)
-    # float32 sums may run in other orders when one device holds 8 clips instead of 1 (measured on
-    # 2 cores: 3.7e-6 at most, in float32 frames in [0, 1])
-    np.testing.assert_allclose(one["frames"], first["frames"], atol=1e-5)
+    # float32 sums may run in other orders when one device holds 8 clips instead of 1, and 12 guided
+    # steps carry the difference to the frames (measured on 2 cores, float32 frames in [0, 1]: 3.7e-6 at
+    # most with the issue-14 model, 1.2e-5 in 4 of 786432 values with the issue-23 one); the bound is a
+    # hundredth of one 8-bit level, far below what the mp4 can show
+    np.testing.assert_allclose(one["frames"], first["frames"], atol=1 / 255 / 100)
     t1, t2 = first["side"]["timings"], second["side"]["timings"]
     assert t1["compile_cache"]["dir"] == str(tmp_path / "cache")
     assert t1["compile_cache"]["misses"] > 0 and t1["compile_cache"]["hits"] == 0
