@@ -1,4 +1,5 @@
-"""The synthetic world of the demo: one shape of one colour moving at constant speed on black.
+"""The synthetic world of the demo: one shape of one colour moving at constant speed on black,
+with a faint trail behind it (``TRAIL``).
 
 A scene is a shape (circle, square), a colour, a direction (right, left, down, up) and a start
 position. The object moves ``SPEED`` pixels per *second* along that axis, so its step per frame is
