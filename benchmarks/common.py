@@ -209,6 +209,12 @@ def env_info() -> dict:
     return info
 
 
+def repo_relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it, else as given: results carry no machine paths."""
+    full = Path(path).resolve()
+    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
+
+
 def write_json(path: str | os.PathLike | None, data: dict) -> None:
     """Write ``data`` atomically (``vinf_jax.output.jsonfile``); no path, no file."""
     if path:

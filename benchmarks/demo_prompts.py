@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import REPO, env_info, write_json  # noqa: E402
+from benchmarks.common import env_info, repo_relative, write_json  # noqa: E402
 from vinf_jax.demo import world  # noqa: E402
 
 BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
@@ -157,9 +157,7 @@ def main(argv=None) -> int:
     from vinf_jax.pipeline import VideoInfinityPipeline
 
     weights = args.weights or WEIGHTS
-    shown = Path(weights).resolve()
-    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown  # results carry no machine paths
-    out = {"env": env_info(), "weights": str(shown)}
+    out = {"env": env_info(), "weights": repo_relative(weights)}
     with tempfile.TemporaryDirectory() as tmp:
         ck = load_checkpoint(convert(None, Path(tmp) / "ck", base=weights))
         pipe = VideoInfinityPipeline(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import REPO, env_info, write_json  # noqa: E402
+from benchmarks.common import REPO, env_info, repo_relative, write_json  # noqa: E402
 from vinf_jax.demo.evaluate import INDEPENDENT, evaluate, generate, load_demo_config  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     cfgs = {"video_infinity": load_demo_config(args.config, args.set),
             "independent": load_demo_config(args.config, args.set + list(INDEPENDENT))}
     pipe = VideoInfinityPipeline.from_pretrained(cfgs["video_infinity"].model)
-    shown = os.path.relpath(args.config, REPO) if os.path.abspath(args.config).startswith(str(REPO)) else args.config
+    shown = repo_relative(args.config)
     out = {"env": env_info(), "config": shown, "seeds": args.seeds, "runs": {}}
     for name, cfg in cfgs.items():
         runs = []

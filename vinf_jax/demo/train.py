@@ -60,9 +60,10 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
 # decides what the video shows), offset noise (a per-clip, per-channel constant added to the noise),
 # the text encoder's learning rate relative to the UNet's, how often the probes run (0: never), the
 # extra weight of the object's pixels in the autoencoder's loss, and of the frame-to-frame part of the
-# UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md).
+# UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md);
+# cross_attn_all=1: cross-attention (and temporal attention) at every resolution.
 RECIPE = dict(caption_dropout=0.1, high_noise=0.3, offset_noise=0.0, text_lr_scale=1.0, probe_every=600,
-              cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0)  # cross_attn_all=1: cross-attention (and temporal attention) at every resolution
+              cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0)
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
     "full": dict(RECIPE, vae_steps=1200, vae_batch=16, videos=384, video_frames=40, clip_frames=8, unet_steps=2400,
                  unet_batch=6, lr=2e-3, vae_lr=3e-3, snapshot_every=600),
