@@ -107,13 +107,16 @@ def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
         rest = [o for o in options if o != word]
         return rest[rng.integers(len(rest))]
 
-    variants = {"right": [world.caption(s) for s in scenes], "empty": [""] * clips,
-                "wrong colour": [world.caption(world.Scene(s.shape, other(list(world.COLORS), s.color), s.direction, 0, 0))
-                                 for s in scenes],
-                "wrong shape": [world.caption(world.Scene(other(world.SHAPES, s.shape), s.color, s.direction, 0, 0))
-                                for s in scenes],
-                "wrong direction": [world.caption(world.Scene(s.shape, s.color, other(list(world.DIRECTIONS), s.direction),
-                                                              0, 0)) for s in scenes]}
+    variants = {"right": [world.caption(s) for s in scenes], "empty": [""] * clips}
+    # one word wrong, for each word the world lets vary (benchmarks/demo_direction.py has a one-colour world)
+    if len(world.COLORS) > 1:
+        variants["wrong colour"] = [world.caption(world.Scene(s.shape, other(list(world.COLORS), s.color), s.direction,
+                                                              0, 0)) for s in scenes]
+    if len(world.SHAPES) > 1:
+        variants["wrong shape"] = [world.caption(world.Scene(other(world.SHAPES, s.shape), s.color, s.direction, 0, 0))
+                                   for s in scenes]
+    variants["wrong direction"] = [world.caption(world.Scene(s.shape, s.color, other(list(world.DIRECTIONS), s.direction),
+                                                             0, 0)) for s in scenes]
     text = jax.jit(ck.text_encoder.apply)
     unet = jax.jit(ck.unet.apply)
     out = {}

@@ -1,0 +1,108 @@
+"""Why the tiny-demo model ignores its direction word: the trainer and ``demo_prompts.py`` run on
+variants of the world or of the UNet that the product does not ship (issue 23's diagnostics).
+
+    python benchmarks/demo_direction.py strong-trail train --out DIR        # python -m vinf_jax.demo.train, patched
+    python benchmarks/demo_direction.py strong-trail prompts --weights DIR --gap --seeds 200 201 202
+    python benchmarks/demo_direction.py strong-trail+frame-positions train --out DIR   # variants combine
+
+Each variant patches module constants (or one layer) before the trainer or the benchmark starts, so
+evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md ("Issue 23, direction").
+
+- ``strong-trail``: the trail at half and a quarter of the object's brightness (``world.TRAIL`` 0.5 / 0.25
+  instead of 0.25 / 0.12): a right and a left frame then differ by more than a circle and a square do.
+  The detector's object threshold rises above it (0.65) and its centroid edge to 0.6.
+- ``frame-positions``: sinusoidal frame positions added to the temporal attention's input rows, which
+  diffusers' UNet3D (and VideoCrafter2) do not have; not an architecture the converter or exporter knows,
+  so its weights are only meaningful in this script.
+- ``direction-only``: one colour and one shape, so that the direction is the only word that varies.
+- ``slow``: 8 px/s instead of 32 (3.5 px over an 8-frame clip at 16 fps): the direction becomes a
+  detail as small as a square's corners, decided late in sampling as the shape is.
+- ``static``: the object stands still and the direction word only says which side its trail is on: an
+  oriented detail of each frame that the clip's motion cannot give away (with ``strong-trail``). The
+  direction probes mean nothing here (nothing moves); the loss gap says whether the word is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from vinf_jax.demo import world  # noqa: E402
+
+
+def strong_trail():
+    world.TRAIL = ((5.0, 0.5), (10.0, 0.25))
+    world.THRESHOLD = 0.65  # between the trail's brightest (0.5) and the dimmest object colour (0.85)
+    world.EDGE = 0.6
+
+
+def sinusoid(frames: int, dim: int) -> np.ndarray:
+    """(frames, dim) sin/cos frame positions (Transformer's), frame 0 first."""
+    angle = np.arange(frames)[:, None] / 10000 ** (2 * np.arange(dim // 2)[None] / dim)
+    return np.concatenate([np.sin(angle), np.cos(angle)], -1).astype(np.float32)
+
+
+def frame_positions():
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from vinf_jax.models import temporal
+
+    class PositionedLinear(nnx.Linear):
+        """proj_in of the temporal attention: its rows are (pixels, frames, channels); adds positions."""
+
+        def __call__(self, rows):
+            y = super().__call__(rows)
+            return y + jnp.asarray(sinusoid(y.shape[-2], y.shape[-1]), y.dtype)
+
+    init = temporal.TransformerTemporal.__init__
+
+    def patched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.proj_in.__class__ = PositionedLinear  # same parameters, same paths: only the call changes
+
+    temporal.TransformerTemporal.__init__ = patched_init
+
+
+def direction_only():
+    world.COLORS = {"red": world.COLORS["red"]}
+    world.SHAPES = ("circle",)
+    world.WORDS = ("a", "moving", "red", "circle") + tuple(world.DIRECTIONS)
+
+
+def slow():
+    world.SPEED = 8.0
+
+
+def static():
+    world.SPEED = 0.0  # the trail still points away from the caption's direction
+
+
+VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
+            "slow": slow, "static": static}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    variants = argv[0].split("+") if argv else []
+    if len(argv) < 2 or not variants or any(v not in VARIANTS for v in variants) or argv[1] not in ("train", "prompts"):
+        print(f"usage: demo_direction.py VARIANT[+VARIANT...] {{train,prompts}} ARGS...; variants: {', '.join(VARIANTS)}",
+              file=sys.stderr)
+        return 2
+    for v in variants:
+        VARIANTS[v]()
+    if argv[1] == "train":
+        from vinf_jax.demo import train
+
+        return train.main(argv[2:])
+    from benchmarks import demo_prompts
+
+    return demo_prompts.main(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

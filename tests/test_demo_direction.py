@@ -1,0 +1,91 @@
+"""The diagnostic variants of ``benchmarks/demo_direction.py`` do what BENCHMARKS.md says they did.
+
+Each variant patches module attributes; ``monkeypatch`` records them first, so they are restored after
+each test and no other test sees a patched world or UNet.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import demo_direction  # noqa: E402
+from vinf_jax.demo import world  # noqa: E402
+from vinf_jax.models import temporal  # noqa: E402
+
+
+@pytest.fixture
+def patched(monkeypatch):
+    """Apply variants with every attribute they touch restored afterwards."""
+    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED"):
+        monkeypatch.setattr(world, name, getattr(world, name))
+    monkeypatch.setattr(temporal.TransformerTemporal, "__init__", temporal.TransformerTemporal.__init__)
+    return lambda *names: [demo_direction.VARIANTS[n]() for n in names]
+
+
+def _attention_reversal_gap(frames: int = 6) -> float:
+    """|f(x reversed in time) reversed - f(x)| of one temporal attention layer with random weights."""
+    m = temporal.TransformerTemporal(16, 2, 8, 4, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(2), (frames, 3, 3, 16))
+    ops = temporal.VanillaTemporal(frames)
+    return float(np.abs(m(x[::-1], ops)[::-1] - m(x, ops)).max())
+
+
+def _param_tree():
+    return jax.tree_util.tree_structure(nnx.to_pure_dict(nnx.state(
+        temporal.TransformerTemporal(16, 2, 8, 4, rngs=nnx.Rngs(0)), nnx.Param)))
+
+
+def test_frame_positions_make_temporal_attention_see_frame_order(patched):
+    # diffusers' temporal attention has no frame positions: reversing the frames reverses its output
+    assert _attention_reversal_gap() < 1e-5
+    before = _param_tree()
+    patched("frame-positions")
+    assert _attention_reversal_gap() > 1e-2
+    # the same parameters under the same paths: the trainer, probes and exporter handle it unchanged
+    assert _param_tree() == before
+
+
+def test_sinusoid_is_the_transformer_table():
+    pe = demo_direction.sinusoid(4, 6)
+    np.testing.assert_allclose(pe[:, :3], np.sin(np.arange(4)[:, None] / 10000 ** (np.arange(0, 6, 2) / 6)), rtol=1e-6)
+    np.testing.assert_allclose(pe[0], [0, 0, 0, 1, 1, 1])
+
+
+def test_strong_trail_keeps_the_detector_right(patched):
+    patched("strong-trail")
+    for seed in range(8):
+        s = world.scene_from_seed(seed)
+        dets = world.detect_video(world.render(s, 8, 12))
+        assert all(d.found and d.color == s.color and d.shape == s.shape for d in dets)
+        assert world.clip_direction(dets) == s.direction
+        # the trail is half as bright as the object, and below the detector's object threshold
+        f = world.render(world.Scene(s.shape, s.color, "right", 32.0, 32.0), 1, 12)[0].max(-1)
+        assert 0.4 < f[32, 32 - 9] < world.THRESHOLD < f[32, 32]
+
+
+def test_static_world_stands_still_and_points_its_trail(patched):
+    patched("strong-trail", "static")
+    s = world.Scene("circle", "red", "right", 20.0, 30.0)
+    np.testing.assert_array_equal(world.trajectory(s, 5, 16), [[20.0, 30.0]] * 5)
+    right, left = (world.render(world.Scene("circle", "red", d, 32.0, 32.0), 1, 16)[0].max(-1) for d in ("right", "left"))
+    assert right[32, 32 - 9] > 0.4 and right[32, 32 + 9] == 0  # the trail behind (left of) an object "moving right"
+    np.testing.assert_array_equal(left, right[:, ::-1])
+
+
+def test_direction_only_and_slow_worlds(patched):
+    patched("direction-only", "slow")
+    assert world.all_prompts() == [f"a red circle moving {d}" for d in sorted(world.DIRECTIONS)]
+    c = world.trajectory(world.Scene("circle", "red", "right", 20.0, 30.0), 3, 16)
+    np.testing.assert_allclose(np.diff(c[:, 0]), 0.5)  # 8 px/s at 16 fps
+
+
+def test_unknown_variant_is_refused(capsys):
+    assert demo_direction.main(["bogus", "train"]) == 2
+    assert "strong-trail" in capsys.readouterr().err
