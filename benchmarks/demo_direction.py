@@ -29,21 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from vinf_jax.demo import world  # noqa: E402
 
 
 def strong_trail():
     world.TRAIL = ((5.0, 0.5), (10.0, 0.25))
     world.THRESHOLD = 0.65  # between the trail's brightest (0.5) and the dimmest object colour (0.85)
-    world.EDGE = 0.6
-
-
-def sinusoid(frames: int, dim: int) -> np.ndarray:
-    """(frames, dim) sin/cos frame positions (Transformer's), frame 0 first."""
-    angle = np.arange(frames)[:, None] / 10000 ** (2 * np.arange(dim // 2)[None] / dim)
-    return np.concatenate([np.sin(angle), np.cos(angle)], -1).astype(np.float32)
+    world.EDGE = 0.6  # world's rule for the centroid's edge: 1.2 x the trail's brightest
 
 
 def frame_positions():
@@ -51,13 +43,15 @@ def frame_positions():
     from flax import nnx
 
     from vinf_jax.models import temporal
+    from vinf_jax.models.layers import timestep_embedding
 
     class PositionedLinear(nnx.Linear):
-        """proj_in of the temporal attention: its rows are (pixels, frames, channels); adds positions."""
+        """proj_in of the temporal attention: its rows are (pixels, frames, channels); adds the Transformer's
+        sin/cos table of the frame index (the UNet's timestep embedding, unflipped)."""
 
         def __call__(self, rows):
             y = super().__call__(rows)
-            return y + jnp.asarray(sinusoid(y.shape[-2], y.shape[-1]), y.dtype)
+            return y + timestep_embedding(jnp.arange(y.shape[-2]), y.shape[-1], flip_sin_to_cos=False).astype(y.dtype)
 
     init = temporal.TransformerTemporal.__init__
 
@@ -71,7 +65,7 @@ def frame_positions():
 def direction_only():
     world.COLORS = {"red": world.COLORS["red"]}
     world.SHAPES = ("circle",)
-    world.WORDS = ("a", "moving", "red", "circle") + tuple(world.DIRECTIONS)
+    world.WORDS = ("a", "moving") + tuple(world.COLORS) + world.SHAPES + tuple(world.DIRECTIONS)
 
 
 def slow():

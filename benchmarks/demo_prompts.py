@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -109,14 +110,11 @@ def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
 
     variants = {"right": [world.caption(s) for s in scenes], "empty": [""] * clips}
     # one word wrong, for each word the world lets vary (benchmarks/demo_direction.py has a one-colour world)
-    if len(world.COLORS) > 1:
-        variants["wrong colour"] = [world.caption(world.Scene(s.shape, other(list(world.COLORS), s.color), s.direction,
-                                                              0, 0)) for s in scenes]
-    if len(world.SHAPES) > 1:
-        variants["wrong shape"] = [world.caption(world.Scene(other(world.SHAPES, s.shape), s.color, s.direction, 0, 0))
-                                   for s in scenes]
-    variants["wrong direction"] = [world.caption(world.Scene(s.shape, s.color, other(list(world.DIRECTIONS), s.direction),
-                                                             0, 0)) for s in scenes]
+    for word, field, options in (("colour", "color", list(world.COLORS)), ("shape", "shape", list(world.SHAPES)),
+                                 ("direction", "direction", list(world.DIRECTIONS))):
+        if len(options) > 1:
+            variants[f"wrong {word}"] = [world.caption(dataclasses.replace(s, **{field: other(options, getattr(s, field))}))
+                                         for s in scenes]
     text = jax.jit(ck.text_encoder.apply)
     unet = jax.jit(ck.unet.apply)
     out = {}

@@ -52,12 +52,6 @@ def test_frame_positions_make_temporal_attention_see_frame_order(patched):
     assert _param_tree() == before
 
 
-def test_sinusoid_is_the_transformer_table():
-    pe = demo_direction.sinusoid(4, 6)
-    np.testing.assert_allclose(pe[:, :3], np.sin(np.arange(4)[:, None] / 10000 ** (np.arange(0, 6, 2) / 6)), rtol=1e-6)
-    np.testing.assert_allclose(pe[0], [0, 0, 0, 1, 1, 1])
-
-
 def test_strong_trail_keeps_the_detector_right(patched):
     patched("strong-trail")
     for seed in range(8):
