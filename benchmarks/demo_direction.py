@@ -7,6 +7,10 @@ variants of the world or of the UNet that the product does not ship (issue 23's 
 
 Each variant patches module constants (or one layer) before the trainer or the benchmark starts, so
 evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md ("Issue 23, direction").
+Every variant there was measured before objects kept to lanes: add ``anywhere`` to rerun one as it was
+(``anywhere+strong-trail``); ``anywhere`` alone is the world of the model shipped until then.
+
+- ``anywhere``: an object may start anywhere (``world.LANE_WIDTH = None``), whatever its direction.
 
 - ``strong-trail``: the trail at half and a quarter of the object's brightness (``world.TRAIL`` 0.5 / 0.25
   instead of 0.25 / 0.12): a right and a left frame then differ by more than a circle and a square do.
@@ -30,6 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vinf_jax.demo import world  # noqa: E402
+
+
+def lanes():
+    world.LANE_WIDTH = 16.0
+
+
+def zero_snr():
+    from vinf_jax.demo import train
+
+    train.SCHEDULER["rescale_betas_zero_snr"] = True  # in place: the trainer, its probes and its export read it
 
 
 def strong_trail():
@@ -76,7 +90,7 @@ def static():
     world.SPEED = 0.0  # the trail still points away from the caption's direction
 
 
-VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
+VARIANTS = {"lanes": lanes, "zero-snr": zero_snr, "strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
             "slow": slow, "static": static}
 
 

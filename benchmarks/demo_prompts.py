@@ -48,6 +48,17 @@ def per_value(frames, prompts, f) -> dict:
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def in_lane(frames, prompts, f) -> float:
+    """Share of clips whose object (median centroid across its motion) is in its prompt's half of the frame
+    (``world.lane``): does the model put the object where the direction word says it travels?"""
+    ok = []
+    for c, p in enumerate(prompts):
+        axis, lo, hi = world.lane(world.parse_prompt(p)["direction"])
+        across = [d.centroid[axis] for d in world.detect_video(frames[c * f:(c + 1) * f]) if d.found]
+        ok.append(bool(across) and (np.median(across) >= world.SIZE / 2) == (lo >= world.SIZE / 2))
+    return float(np.mean(ok))
+
+
 def accuracy(pipe, seeds, guidances) -> list[dict]:
     from vinf_jax.demo.evaluate import evaluate
     from vinf_jax.demo.probe import single_clip_config, single_clips
@@ -60,6 +71,7 @@ def accuracy(pipe, seeds, guidances) -> list[dict]:
             frames, prompts = single_clips(pipe, cfg, seed)
             r = evaluate(frames, prompts, len(prompts))
             row = {"guidance": g, "seed": seed, **{k: r[k] for k in ("found", "color", "shape", "direction")},
+                   "lane": in_lane(frames, prompts, cfg.pipe.num_frames),
                    "per_value": per_value(frames, prompts, cfg.pipe.num_frames), "s": round(time.perf_counter() - t0, 1)}
             print(row, flush=True)
             rows.append(row)
@@ -167,7 +179,7 @@ def main(argv=None) -> int:
             for g in args.guidance:
                 rows = [r for r in out["single_clips"] if r["guidance"] == g]
                 print(f"guidance {g}: " + ", ".join(f"{k} {np.mean([r[k] for r in rows]):.3f}"
-                                                    for k in ("found", "color", "shape", "direction")))
+                                                    for k in ("found", "color", "shape", "direction", "lane")))
         if args.noise:
             out["same_noise"] = same_noise(pipe, 11)
             print(out["same_noise"])

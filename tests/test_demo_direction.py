@@ -23,7 +23,7 @@ from vinf_jax.models import temporal  # noqa: E402
 @pytest.fixture
 def patched(monkeypatch):
     """Apply variants with every attribute they touch restored afterwards."""
-    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED"):
+    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED", "LANE_WIDTH"):
         monkeypatch.setattr(world, name, getattr(world, name))
     monkeypatch.setattr(temporal.TransformerTemporal, "__init__", temporal.TransformerTemporal.__init__)
     return lambda *names: [demo_direction.VARIANTS[n]() for n in names]
@@ -78,6 +78,28 @@ def test_direction_only_and_slow_worlds(patched):
     assert world.all_prompts() == [f"a red circle moving {d}" for d in sorted(world.DIRECTIONS)]
     c = world.trajectory(world.Scene("circle", "red", "right", 20.0, 30.0), 3, 16)
     np.testing.assert_allclose(np.diff(c[:, 0]), 0.5)  # 8 px/s at 16 fps
+
+
+def test_lanes_keep_the_draws_and_move_the_start(patched):
+    """``lanes``: the same draws as the shipped world, with the start moved into the direction's lane; the
+    shipped world leaves right movers in any row."""
+    free = [world.scene_from_seed(s) for s in range(200)]
+    rows = [s.y0 for s in free if s.direction in ("right", "left")]
+    assert min(rows) < 8 and max(rows) > 56 and any(24 < y < 40 for y in rows)
+    patched("lanes")
+    laned = [world.scene_from_seed(s) for s in range(200)]
+    assert [(a.shape, a.color, a.direction) for a in laned] == [(b.shape, b.color, b.direction) for b in free]
+    assert all(40 <= s.y0 <= 56 for s in laned if s.direction == "right")
+    assert all(8 <= s.x0 <= 24 for s in laned if s.direction == "down")
+
+
+def test_zero_snr_reaches_the_trainer_and_its_export(patched, monkeypatch):
+    from vinf_jax.demo import train
+
+    monkeypatch.setitem(train.SCHEDULER, "rescale_betas_zero_snr", False)  # the key goes again afterwards
+    patched("zero-snr")
+    assert train.SCHEDULER["rescale_betas_zero_snr"] is True
+    assert train.alphas_cumprod()[-1] == 0  # the default argument is the same (patched) dict
 
 
 def test_unknown_variant_is_refused(capsys):

@@ -66,6 +66,20 @@ def test_v_prediction_target_is_diffusers_velocity():
     np.testing.assert_allclose(np.asarray(train.target(x0, noise, ab)), want, atol=2e-6)
 
 
+def test_zero_terminal_snr_schedule_is_diffusers():
+    """With ``rescale_betas_zero_snr`` the trainer's alpha-bar is diffusers' (float32 rounding apart) and ends at
+    0: at t = 999 the input is pure noise and the v target is minus the clean clip."""
+    pytest.importorskip("torch")
+    from diffusers import DDIMScheduler
+
+    cfg = {k: v for k, v in train.SCHEDULER.items() if k != "_class_name"} | {"rescale_betas_zero_snr": True}
+    ours = train.alphas_cumprod(cfg)
+    np.testing.assert_allclose(ours, DDIMScheduler.from_config(cfg).alphas_cumprod.double().numpy(), atol=2e-6)
+    assert ours[-1] == 0 and ours[0] == train.alphas_cumprod()[0]
+    x0, noise = np.ones((1, 2, 2, 2, 4), np.float32), np.full((1, 2, 2, 2, 4), 3.0, np.float32)
+    np.testing.assert_allclose(np.asarray(train.target(x0, noise, np.float32(ours[-1]))), -x0)
+
+
 def test_motion_weighted_mse():
     """Static errors cost their square; an error that changes from frame to frame costs 1 + w times it:
     derived on errors whose frame mean is known."""

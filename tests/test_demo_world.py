@@ -43,6 +43,34 @@ def test_wraps_around_the_border():
     assert len(world.all_prompts()) == 32 and "a blue circle moving up" in world.all_prompts()
 
 
+@pytest.mark.parametrize("direction", list(world.DIRECTIONS))
+def test_objects_keep_to_the_right_of_their_way(direction, monkeypatch):
+    """With lanes (``world.LANE_WIDTH``) the object stays in the half of the frame on its right-hand side
+    (y grows downwards), in its lane, for every frame of a long video; so the clips of different directions
+    differ in where, not only how, they move."""
+    monkeypatch.setattr(world, "LANE_WIDTH", 16.0)
+    dx, dy = world.DIRECTIONS[direction]
+    right_hand = np.array([-dy, dx])  # the direction turned a quarter clockwise on screen
+    half = {(0, 1): "lower", (0, -1): "upper", (-1, 0): "left", (1, 0): "right"}[tuple(int(v) for v in right_hand)]
+    axis = 1 if half in ("lower", "upper") else 0
+    rng = np.random.default_rng(0)
+    seen = 0
+    while seen < 20:
+        s = world.random_scene(rng)
+        if s.direction != direction:
+            continue
+        seen += 1
+        across = world.trajectory(s, 200, 8)[:, axis]
+        np.testing.assert_allclose(across, across[0])  # it never leaves its lane
+        far_side = half in ("lower", "right")
+        reach = max(world.RADIUS, world.HALF_SIDE)
+        assert (across[0] - reach >= world.SIZE / 2) if far_side else (across[0] + reach <= world.SIZE / 2), (s, half)
+    # the detector sees the same: every frame's centroid is in that half
+    s = world.Scene("circle", "red", direction, *world.place(direction, (5.0, 60.0)))
+    c = np.array([d.centroid for d in world.detect_video(world.render(s, 40, 8))])
+    assert np.all((c[:, axis] > world.SIZE / 2) == (half in ("lower", "right")))
+
+
 def test_wrapped_step():
     np.testing.assert_allclose(world.wrapped_step([63.0, 10.0], [1.0, 8.0]), [2.0, -2.0])
     np.testing.assert_allclose(world.wrapped_step([1.0, 5.0], [63.0, 5.0]), [-2.0, 0.0])
@@ -109,7 +137,7 @@ def perfect_clips(prompts, seed: int, frames: int = 8, fps: float = 16) -> np.nd
     out = []
     for p in prompts:
         w = world.parse_prompt(p)
-        x0, y0 = rng.uniform(0, world.SIZE, 2)
+        x0, y0 = world.place(w["direction"], rng.uniform(0, world.SIZE, 2))
         out.append(world.render(world.Scene(w["shape"], w["color"], w["direction"], x0, y0), frames, fps))
     return np.concatenate(out)
 
@@ -124,15 +152,18 @@ def test_perfect_model_single_clips(fps):
 
 def test_perfect_model_demo_video():
     """configs/demo.json's video made perfectly: 8 clips x 8 frames at 16 fps, the first prompt for clips
-    0-3, then the second from where the object was (Video-Infinity's goal); independent clips start
-    anywhere. Every measure the demo test asserts is met, by a wide margin."""
+    0-3, then the second from where the object was (Video-Infinity's goal; with lanes it crosses to the
+    other lane, one jump at one of the seven seams); independent clips start anywhere (in their lane).
+    Every measure the demo test asserts is met, by a wide margin."""
     prompts, n, f = ["a red circle moving right", "a blue square moving left"], 8, 8
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        x0, y0 = rng.uniform(0, world.SIZE, 2)
+        x0, y0 = world.place("right", rng.uniform(0, world.SIZE, 2))
         first = world.render(world.Scene("circle", "red", "right", x0, y0), n * f // 2, 16)
-        end = world.trajectory(world.Scene("circle", "red", "right", x0, y0), 1, 16, start=n * f // 2)[0]
-        second = world.render(world.Scene("square", "blue", "left", *end), n * f // 2, 16)
+        end_x, end_y = world.trajectory(world.Scene("circle", "red", "right", x0, y0), 1, 16, start=n * f // 2)[0]
+        if world.lane("left") is not None:  # it crosses to the other lane
+            end_y = world.SIZE - end_y
+        second = world.render(world.Scene("square", "blue", "left", end_x, end_y), n * f // 2, 16)
         vi = evaluate(np.concatenate([first, second]), prompts, n)
         assert min(vi["found"], vi["color"], vi["shape"], vi["direction"]) >= 0.98, vi
         assert vi["centroid_ratio"] <= 1.1, vi["centroid_ratio"]  # a seam is one ordinary step

@@ -148,6 +148,13 @@ EXTRAS = {
         _cfg(prediction_type="v_prediction", set_alpha_to_one=True, clip_sample=True, clip_sample_range=2.0),
     ),
     "ddim-sample-prediction": (SchedulerSpec("ddim"), _cfg(prediction_type="sample")),
+    # zero terminal SNR (Lin et al. 2023): alpha-bar 0 at t = 999, which trailing spacing visits
+    "ddim-zero-snr-v-trailing": (
+        SchedulerSpec("ddim"), _cfg(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")),
+    "dpm-zero-snr-v": (SchedulerSpec("dpmsolver++"), _cfg(prediction_type="v_prediction", rescale_betas_zero_snr=True)),
+    "sde-dpm-zero-snr-v-karras": (SchedulerSpec("sde-dpmsolver++", use_karras_sigmas=True),
+                                  _cfg(prediction_type="v_prediction", rescale_betas_zero_snr=True)),
+    "ddim-zero-snr-sample": (SchedulerSpec("ddim", eta=1.0), _cfg(prediction_type="sample", rescale_betas_zero_snr=True)),
 }
 
 
@@ -246,6 +253,7 @@ def test_spec_parse_and_validation():
         (SchedulerSpec("ddim"), _cfg(prediction_type="flow_prediction"), 10),
         (SchedulerSpec("ddim"), _cfg(beta_schedule="cubic"), 10),
         (SchedulerSpec("ddim"), _cfg(), 0),
+        (SchedulerSpec("dpmsolver++"), _cfg(rescale_betas_zero_snr=True), 10),  # epsilon at zero SNR
     ],
 )
 def test_rejects_unsupported(spec, cfg, steps):

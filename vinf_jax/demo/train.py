@@ -81,8 +81,13 @@ def unet_layout(p: dict) -> dict:
 
 
 def alphas_cumprod(cfg: dict = SCHEDULER) -> np.ndarray:
+    """The schedule's alpha-bar per timestep (float64); with ``rescale_betas_zero_snr`` ending at exactly 0,
+    as the samplers read that flag (zero terminal SNR)."""
+    from vinf_jax.sampling.schedulers import zero_terminal_snr
+
     betas = np.linspace(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, cfg["num_train_timesteps"]) ** 2
-    return np.cumprod(1.0 - betas)
+    abar = np.cumprod(1.0 - betas)
+    return zero_terminal_snr(abar) if cfg.get("rescale_betas_zero_snr") else abar
 
 
 def random_frames(rng: np.random.Generator, n: int) -> np.ndarray:

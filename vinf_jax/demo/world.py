@@ -2,7 +2,13 @@
 with a faint trail behind it (``TRAIL``).
 
 A scene is a shape (circle, square), a colour, a direction (right, left, down, up) and a start
-position. The object moves ``SPEED`` pixels per *second* along that axis, so its step per frame is
+position. Objects keep to the right of their way, as traffic does (``LANE_WIDTH``): one moving right
+travels in the lower half of the frame, left in the upper half, down in the left half, up in the right
+half. The lane is what makes the direction word learnable: in a world where an object may start
+anywhere, the clips of "moving right" and "moving left" have the same mean at every noise level where
+the object's position is not yet readable, and once it is readable its motion is too -- the word then
+tells the denoiser nothing the noisy clip does not, and a model trained on it picks the direction from
+the noise (BENCHMARKS.md, issue 23: five trainings on such worlds left the word unused). The object moves ``SPEED`` pixels per *second* along that axis, so its step per frame is
 ``SPEED / fps``: the fps conditioning of the UNet has a meaning. The frame is a torus: what leaves
 one border comes back in at the opposite one (drawn on both sides while it crosses). The object thus
 never turns, and a caption ("a red circle moving right") is true of every frame of every window of
@@ -37,6 +43,10 @@ FPS_CHOICES = (8, 12, 16, 24)
 # It stays darker than the detector's THRESHOLD, so colour, shape and size are the object's alone.
 TRAIL = ((5.0, 0.25), (10.0, 0.12))
 WORDS = ("a", "moving") + tuple(COLORS) + SHAPES + tuple(DIRECTIONS)
+# The band (pixels) in which the centre's coordinate across the motion is drawn, in the middle of the half
+# of the frame on the right-hand side of the direction of travel (y grows downwards): the object stays in
+# that half. None: anywhere (the world of issue 23's first trainings, ``benchmarks/demo_direction.py``).
+LANE_WIDTH = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +58,32 @@ class Scene:
     y0: float
 
 
+def lane(direction: str) -> tuple[int, float, float] | None:
+    """(axis across the motion (0: x, 1: y), low, high) of the band its centre keeps to; None: anywhere."""
+    if LANE_WIDTH is None:
+        return None
+    dx, dy = DIRECTIONS[direction]
+    axis, right_hand = (1, dx) if dx else (0, -dy)  # facing +x the right hand points to +y, facing +y to -x
+    mid = SIZE * (0.75 if right_hand > 0 else 0.25)
+    return axis, mid - LANE_WIDTH / 2, mid + LANE_WIDTH / 2
+
+
+def place(direction: str, start) -> tuple[float, float]:
+    """A start (x, y) uniform over the frame, moved into ``direction``'s lane (the coordinate across the
+    motion scaled into the band): a uniform start in the lane, from the same draws in any world."""
+    start = np.array(start, np.float64)
+    band = lane(direction)
+    if band is not None:
+        axis, lo, hi = band
+        start[axis] = lo + (hi - lo) * start[axis] / SIZE
+    return float(start[0]), float(start[1])
+
+
 def random_scene(rng: np.random.Generator) -> Scene:
     shape = SHAPES[rng.integers(len(SHAPES))]
-    x0, y0 = rng.uniform(0, SIZE, size=2)
-    return Scene(shape, list(COLORS)[rng.integers(len(COLORS))], list(DIRECTIONS)[rng.integers(len(DIRECTIONS))],
-                 float(x0), float(y0))
+    start = rng.uniform(0, SIZE, size=2)
+    color, direction = list(COLORS)[rng.integers(len(COLORS))], list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+    return Scene(shape, color, direction, *place(direction, start))
 
 
 def scene_from_seed(seed: int) -> Scene:

@@ -32,7 +32,6 @@ from vinf_jax.sampling.schedulers import SchedulerSpec
 _FALLBACK = {
     "thresholding": False, "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_lu_lambdas": False,
     "use_flow_sigmas": False, "use_dynamic_shifting": False, "variance_type": None,
-    "rescale_betas_zero_snr": False,
 }
 _ALLOWED = {"solver_order": (1, 2), "solver_type": ("midpoint", "heun"), "final_sigmas_type": ("zero", "sigma_min"),
             "timestep_spacing": ("linspace", "leading", "trailing")}

@@ -236,11 +236,35 @@ def _betas(cfg: dict) -> np.ndarray:
     )
 
 
-def _alphas_cumprod(cfg: dict) -> np.ndarray:
-    _unsupported(cfg, "rescale_betas_zero_snr", (False,))
-    alphas = np.float32(1.0) - _betas(cfg)
+def _cumprod_f32(x: np.ndarray) -> np.ndarray:
     # torch's CPU cumprod accumulates float32 in double and rounds each output.
-    return np.cumprod(alphas.astype(np.float64)).astype(np.float32)
+    return np.cumprod(x.astype(np.float64)).astype(np.float32)
+
+
+def zero_terminal_snr(abar: np.ndarray) -> np.ndarray:
+    """A schedule's alpha-bar rescaled to end at 0 (zero terminal SNR; Lin et al. 2023, Algorithm 1):
+    sqrt(alpha-bar) shifted so the last is 0 and scaled so the first is unchanged; in abar's dtype."""
+    root = np.sqrt(abar)
+    first, last = root[0], root[-1]
+    return np.square((root - last) * (first / (first - last)))
+
+
+def _alphas_cumprod(cfg: dict, kind: str = "ddim") -> np.ndarray:
+    """alpha-bar per training timestep. With ``rescale_betas_zero_snr`` the last is 0 (the sample at t = T is
+    pure noise); DPM-Solver, whose steps are in log-SNR, then takes 2**-24 there, as diffusers does."""
+    _unsupported(cfg, "rescale_betas_zero_snr", (False, True))
+    if cfg["rescale_betas_zero_snr"] and cfg["prediction_type"] == "epsilon":
+        # at alpha-bar 0 the sample is the noise: predicting it says nothing about the clean sample
+        raise ConfigError("scheduler config rescale_betas_zero_snr=True needs prediction_type 'v_prediction' or "
+                          "'sample' (with 'epsilon' the clean sample at the last timestep is undefined)")
+    betas = _betas(cfg)
+    if cfg["rescale_betas_zero_snr"]:  # as diffusers: back to betas, then the cumulative product again (rounding)
+        abar = zero_terminal_snr(_cumprod_f32(np.float32(1.0) - betas))
+        betas = np.float32(1.0) - np.concatenate([abar[:1], abar[1:] / abar[:-1]])
+    ac = _cumprod_f32(np.float32(1.0) - betas)
+    if cfg["rescale_betas_zero_snr"] and kind != "ddim":
+        ac[-1] = 2.0**-24
+    return ac
 
 
 def _check_timesteps(timesteps: np.ndarray, num_steps: int, num_train: int, spacing: str) -> np.ndarray:
@@ -312,7 +336,7 @@ def _make_dpm(spec: SchedulerSpec, cfg: dict, num_steps: int) -> Solver:
     _unsupported(cfg, "solver_type", ("midpoint", "heun"))
     _unsupported(cfg, "final_sigmas_type", ("zero", "sigma_min"))
 
-    ac = _alphas_cumprod(cfg)
+    ac = _alphas_cumprod(cfg, spec.kind)
     n_train = int(cfg["num_train_timesteps"])
     train_sigmas = np.sqrt((np.float32(1) - ac) / ac)  # float32, VE-style sigma per training timestep
     timesteps = _dpm_timesteps(cfg, ac, num_steps)  # with Karras sigmas only validated, as in diffusers
