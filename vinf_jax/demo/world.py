@@ -2,14 +2,9 @@
 with a faint trail behind it (``TRAIL``).
 
 A scene is a shape (circle, square), a colour, a direction (right, left, down, up) and a start
-position. Objects keep to the right of their way, as traffic does (``LANE_WIDTH``): one moving right
-travels in the lower half of the frame, left in the upper half, down in the left half, up in the right
-half. The lane is what makes the direction word learnable: in a world where an object may start
-anywhere, the clips of "moving right" and "moving left" have the same mean at every noise level where
-the object's position is not yet readable, and once it is readable its motion is too -- the word then
-tells the denoiser nothing the noisy clip does not, and a model trained on it picks the direction from
-the noise (BENCHMARKS.md, issue 23: five trainings on such worlds left the word unused). The object moves ``SPEED`` pixels per *second* along that axis, so its step per frame is
-``SPEED / fps``: the fps conditioning of the UNet has a meaning. The frame is a torus: what leaves
+position (anywhere in the frame; with ``LANE_WIDTH`` set, in the direction's lane: a diagnostic of
+issue 23 that the shipped model was not trained with). The object moves ``SPEED`` pixels per *second*
+along that axis, so its step per frame is ``SPEED / fps``: the fps conditioning of the UNet has a meaning. The frame is a torus: what leaves
 one border comes back in at the opposite one (drawn on both sides while it crosses). The object thus
 never turns, and a caption ("a red circle moving right") is true of every frame of every window of
 the video -- with bouncing walls a per-clip direction word was false for part of many clips, and even
@@ -43,9 +38,10 @@ FPS_CHOICES = (8, 12, 16, 24)
 # It stays darker than the detector's THRESHOLD, so colour, shape and size are the object's alone.
 TRAIL = ((5.0, 0.25), (10.0, 0.12))
 WORDS = ("a", "moving") + tuple(COLORS) + SHAPES + tuple(DIRECTIONS)
-# The band (pixels) in which the centre's coordinate across the motion is drawn, in the middle of the half
-# of the frame on the right-hand side of the direction of travel (y grows downwards): the object stays in
-# that half. None: anywhere (the world of issue 23's first trainings, ``benchmarks/demo_direction.py``).
+# Lanes: objects keep to the right of their way, as traffic does. The centre's coordinate across the motion
+# is drawn from a band this wide (pixels) in the middle of the half of the frame on the right-hand side of
+# the direction of travel (y grows downwards), so a clip moving right has another mean than one moving left
+# (BENCHMARKS.md, issue 23: it did not teach the direction word). None: anywhere, the shipped world.
 LANE_WIDTH = None
 
 
