@@ -7,11 +7,13 @@ variants of the world or of the UNet that the product does not ship (issue 23's 
 
 Each variant patches module constants (or one layer) before the trainer or the benchmark starts, so
 evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md ("Issue 23, direction").
-Every variant there was measured before objects kept to lanes: add ``anywhere`` to rerun one as it was
-(``anywhere+strong-trail``); ``anywhere`` alone is the world of the model shipped until then.
 
-- ``anywhere``: an object may start anywhere (``world.LANE_WIDTH = None``), whatever its direction.
-
+- ``lanes``: objects keep to the right of their way (``world.LANE_WIDTH`` 16): moving right in the lower
+  half of the frame, left in the upper, down in the left half, up in the right half; the direction word
+  then changes where the object is, not only how it moves.
+- ``zero-snr``: the trainer's scheduler config gets ``rescale_betas_zero_snr`` (zero terminal SNR): the
+  input at t = 999 is pure noise, as sampling's first input is. Its export carries the flag, which the
+  samplers honour.
 - ``strong-trail``: the trail at half and a quarter of the object's brightness (``world.TRAIL`` 0.5 / 0.25
   instead of 0.25 / 0.12): a right and a left frame then differ by more than a circle and a square do.
   The detector's object threshold rises above it (0.65) and its centroid edge to 0.6.
@@ -90,8 +92,8 @@ def static():
     world.SPEED = 0.0  # the trail still points away from the caption's direction
 
 
-VARIANTS = {"lanes": lanes, "zero-snr": zero_snr, "strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
-            "slow": slow, "static": static}
+VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
+            "slow": slow, "static": static, "lanes": lanes, "zero-snr": zero_snr}
 
 
 def main(argv=None) -> int:
