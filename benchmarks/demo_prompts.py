@@ -48,9 +48,12 @@ def per_value(frames, prompts, f) -> dict:
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-def in_lane(frames, prompts, f) -> float:
+def in_lane(frames, prompts, f) -> float | None:
     """Share of clips whose object (median centroid across its motion) is in its prompt's half of the frame
-    (``world.lane``): does the model put the object where the direction word says it travels?"""
+    (``world.lane``): does the model put the object where the direction word says it travels? None in a
+    world without lanes (the shipped one)."""
+    if world.LANE_WIDTH is None:
+        return None
     ok = []
     for c, p in enumerate(prompts):
         axis, lo, hi = world.lane(world.parse_prompt(p)["direction"])
@@ -178,8 +181,8 @@ def main(argv=None) -> int:
             out["single_clips"] = accuracy(pipe, args.seeds, args.guidance)
             for g in args.guidance:
                 rows = [r for r in out["single_clips"] if r["guidance"] == g]
-                print(f"guidance {g}: " + ", ".join(f"{k} {np.mean([r[k] for r in rows]):.3f}"
-                                                    for k in ("found", "color", "shape", "direction", "lane")))
+                keys = ("found", "color", "shape", "direction") + (("lane",) if world.LANE_WIDTH is not None else ())
+                print(f"guidance {g}: " + ", ".join(f"{k} {np.mean([r[k] for r in rows]):.3f}" for k in keys))
         if args.noise:
             out["same_noise"] = same_noise(pipe, 11)
             print(out["same_noise"])

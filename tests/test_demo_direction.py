@@ -93,6 +93,21 @@ def test_lanes_keep_the_draws_and_move_the_start(patched):
     assert all(8 <= s.x0 <= 24 for s in laned if s.direction == "down")
 
 
+def test_lane_accuracy_only_in_a_world_with_lanes(patched):
+    """``demo_prompts.py``'s lane column: None in the shipped world; with lanes, 1 for clips rendered in their
+    prompt's lane and 0 for the same clips under the opposite direction word (the other half)."""
+    from benchmarks.demo_prompts import in_lane
+
+    prompts = ["a red circle moving right", "a blue square moving up"]
+    frames = lambda: np.concatenate([world.render(world.Scene(w["shape"], w["color"], w["direction"],
+                                                              *world.place(w["direction"], (20.0, 30.0))), 8, 16)
+                                     for w in map(world.parse_prompt, prompts)])
+    assert in_lane(frames(), prompts, 8) is None
+    patched("lanes")
+    assert in_lane(frames(), prompts, 8) == 1.0
+    assert in_lane(frames(), ["a red circle moving left", "a blue square moving down"], 8) == 0.0
+
+
 def test_zero_snr_reaches_the_trainer_and_its_export(patched, monkeypatch):
     from vinf_jax.demo import train
 

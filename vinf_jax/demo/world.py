@@ -4,8 +4,8 @@ with a faint trail behind it (``TRAIL``).
 A scene is a shape (circle, square), a colour, a direction (right, left, down, up) and a start
 position (anywhere in the frame; with ``LANE_WIDTH`` set, in the direction's lane: a diagnostic of
 issue 23 that the shipped model was not trained with). The object moves ``SPEED`` pixels per *second*
-along that axis, so its step per frame is ``SPEED / fps``: the fps conditioning of the UNet has a meaning. The frame is a torus: what leaves
-one border comes back in at the opposite one (drawn on both sides while it crosses). The object thus
+along that axis, so its step per frame is ``SPEED / fps``: the fps conditioning of the UNet has a
+meaning. The frame is a torus: what leaves one border comes back in at the opposite one (drawn on both sides while it crosses). The object thus
 never turns, and a caption ("a red circle moving right") is true of every frame of every window of
 the video -- with bouncing walls a per-clip direction word was false for part of many clips, and even
 a perfect model could not agree with it. Everything is a function of the scene (or of a seed), so

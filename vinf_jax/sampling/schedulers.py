@@ -249,9 +249,9 @@ def zero_terminal_snr(abar: np.ndarray) -> np.ndarray:
     return np.square((root - last) * (first / (first - last)))
 
 
-def _alphas_cumprod(cfg: dict, kind: str = "ddim") -> np.ndarray:
+def _alphas_cumprod(cfg: dict) -> np.ndarray:
     """alpha-bar per training timestep. With ``rescale_betas_zero_snr`` the last is 0 (the sample at t = T is
-    pure noise); DPM-Solver, whose steps are in log-SNR, then takes 2**-24 there, as diffusers does."""
+    pure noise)."""
     _unsupported(cfg, "rescale_betas_zero_snr", (False, True))
     if cfg["rescale_betas_zero_snr"] and cfg["prediction_type"] == "epsilon":
         # at alpha-bar 0 the sample is the noise: predicting it says nothing about the clean sample
@@ -261,10 +261,7 @@ def _alphas_cumprod(cfg: dict, kind: str = "ddim") -> np.ndarray:
     if cfg["rescale_betas_zero_snr"]:  # as diffusers: back to betas, then the cumulative product again (rounding)
         abar = zero_terminal_snr(_cumprod_f32(np.float32(1.0) - betas))
         betas = np.float32(1.0) - np.concatenate([abar[:1], abar[1:] / abar[:-1]])
-    ac = _cumprod_f32(np.float32(1.0) - betas)
-    if cfg["rescale_betas_zero_snr"] and kind != "ddim":
-        ac[-1] = 2.0**-24
-    return ac
+    return _cumprod_f32(np.float32(1.0) - betas)
 
 
 def _check_timesteps(timesteps: np.ndarray, num_steps: int, num_train: int, spacing: str) -> np.ndarray:
@@ -336,7 +333,9 @@ def _make_dpm(spec: SchedulerSpec, cfg: dict, num_steps: int) -> Solver:
     _unsupported(cfg, "solver_type", ("midpoint", "heun"))
     _unsupported(cfg, "final_sigmas_type", ("zero", "sigma_min"))
 
-    ac = _alphas_cumprod(cfg, spec.kind)
+    ac = _alphas_cumprod(cfg)
+    if cfg["rescale_betas_zero_snr"]:  # steps are in log-SNR, which must stay finite at t = T: diffusers' value
+        ac[-1] = 2.0**-24
     n_train = int(cfg["num_train_timesteps"])
     train_sigmas = np.sqrt((np.float32(1) - ac) / ac)  # float32, VE-style sigma per training timestep
     timesteps = _dpm_timesteps(cfg, ac, num_steps)  # with Karras sigmas only validated, as in diffusers
