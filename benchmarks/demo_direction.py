@@ -23,6 +23,8 @@ evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md
 - ``direction-only``: one colour and one shape, so that the direction is the only word that varies.
 - ``slow``: 8 px/s instead of 32 (3.5 px over an 8-frame clip at 16 fps): the direction becomes a
   detail as small as a square's corners, decided late in sampling as the shape is.
+- ``big``: circle radius and square half side 14 px instead of 7, trail twice as far behind: the object
+  (and its direction) four times its share of the loss.
 - ``static``: the object stands still and the direction word only says which side its trail is on: an
   oriented detail of each frame that the clip's motion cannot give away (with ``strong-trail``). The
   direction probes mean nothing here (nothing moves); the loss gap says whether the word is used.
@@ -88,12 +90,17 @@ def slow():
     world.SPEED = 8.0
 
 
+def big():
+    world.RADIUS, world.HALF_SIDE = 14.0, 14.0  # 4x the area: a quarter of the frame's width
+    world.TRAIL = tuple((2 * d, level) for d, level in world.TRAIL)
+
+
 def static():
     world.SPEED = 0.0  # the trail still points away from the caption's direction
 
 
 VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
-            "slow": slow, "static": static, "lanes": lanes, "zero-snr": zero_snr}
+            "slow": slow, "static": static, "big": big, "lanes": lanes, "zero-snr": zero_snr}
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ from vinf_jax.models import temporal  # noqa: E402
 @pytest.fixture
 def patched(monkeypatch):
     """Apply variants with every attribute they touch restored afterwards."""
-    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED", "LANE_WIDTH"):
+    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED", "LANE_WIDTH", "RADIUS", "HALF_SIDE"):
         monkeypatch.setattr(world, name, getattr(world, name))
     monkeypatch.setattr(temporal.TransformerTemporal, "__init__", temporal.TransformerTemporal.__init__)
     return lambda *names: [demo_direction.VARIANTS[n]() for n in names]
@@ -78,6 +78,17 @@ def test_direction_only_and_slow_worlds(patched):
     assert world.all_prompts() == [f"a red circle moving {d}" for d in sorted(world.DIRECTIONS)]
     c = world.trajectory(world.Scene("circle", "red", "right", 20.0, 30.0), 3, 16)
     np.testing.assert_allclose(np.diff(c[:, 0]), 0.5)  # 8 px/s at 16 fps
+
+
+def test_big_objects_keep_the_detector_right(patched):
+    patched("big")
+    s = world.Scene("square", "green", "left", 20.0, 30.0)
+    assert (world.render(s, 1, 16)[0].max(-1) > world.THRESHOLD).sum() == 28 * 28  # side 28 centred on a pixel corner
+    for seed in range(8):
+        s = world.scene_from_seed(seed)
+        dets = world.detect_video(world.render(s, 8, 12))
+        assert all(d.found and d.color == s.color and d.shape == s.shape for d in dets)
+        assert world.clip_direction(dets) == s.direction
 
 
 def test_lanes_keep_the_draws_and_move_the_start(patched):

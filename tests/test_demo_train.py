@@ -101,6 +101,42 @@ def test_high_noise_share_of_timesteps():
                                   np.bincount(np.random.default_rng(1).integers(0, 1000, 50000) // 250))
 
 
+def test_high_noise_share_from_a_chosen_timestep():
+    rng = np.random.default_rng(0)
+    t = train.timesteps(rng, 20000, 0.4, high_noise_from=850)
+    assert t.min() >= 0 and t.max() <= 999
+    # uniform draws put 15 % of the batch at t >= 850; a 0.4 share drawn there adds 0.4 * 0.85
+    np.testing.assert_allclose((t >= 850).mean(), 0.15 + 0.4 * 0.85, atol=0.01)
+    # the default range is the old rule's (500 + t // 2): the shipped model's draws are unchanged
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    u, pick = b.integers(0, 1000, 500), b.random(500) < 0.3
+    np.testing.assert_array_equal(train.timesteps(a, 500, 0.3), np.where(pick, 500 + u // 2, u))
+
+
+def test_fresh_batches_render_new_scenes_with_their_captions():
+    """Each call renders new scenes (the rng's next draws) and encodes them; captions and fps belong to them."""
+    import jax.numpy as jnp
+
+    class PoolingEncoder:  # stands in for the autoencoder: frames (N, 64, 64, 3) -> "latents" (N, 8, 8, 4)
+        def encode(self, x):  # pooled_latents of the frames in [0, 1], traceable
+            y = ((x + 1) / 2).reshape(x.shape[0], 8, 8, 8, 8, 3).mean((2, 4)) * 4 - 1
+            return jnp.concatenate([y, jnp.full(y.shape[:-1] + (1,), 0.5)], -1), None
+
+    p = dict(train.PRESETS["quick"], clip_frames=4)
+    draw = train.fresh_batches(PoolingEncoder(), 2.0, p)
+    x0, captions, fps = draw(np.random.default_rng(5), 3)
+    assert x0.shape == (3, 4, 8, 8, 4)
+    rng = np.random.default_rng(5)  # the same draws, in the order fresh_batches makes them
+    scenes = [world.random_scene(rng) for _ in range(3)]
+    want_fps = rng.choice(world.FPS_CHOICES, size=3)
+    starts = rng.integers(0, 256, size=3)
+    assert captions == [world.caption(s) for s in scenes] and list(fps) == list(want_fps)
+    for k, (s, f, st) in enumerate(zip(scenes, want_fps, starts)):
+        np.testing.assert_allclose(x0[k], 2.0 * pooled_latents(world.render(s, 4, float(f), start=int(st))), atol=1e-5)
+    again, _, _ = draw(np.random.default_rng(6), 3)
+    assert not np.allclose(again, x0)
+
+
 def test_text_encoder_learning_rate_scale():
     import jax.numpy as jnp
 

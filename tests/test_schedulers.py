@@ -254,6 +254,8 @@ def test_spec_parse_and_validation():
         (SchedulerSpec("ddim"), _cfg(beta_schedule="cubic"), 10),
         (SchedulerSpec("ddim"), _cfg(), 0),
         (SchedulerSpec("dpmsolver++"), _cfg(rescale_betas_zero_snr=True), 10),  # epsilon at zero SNR
+        (SchedulerSpec("videocrafter-ddim"), _cfg(rescale_betas_zero_snr=True), 10),  # LDM has no zero-SNR schedule
+        (SchedulerSpec("videocrafter-ddim"), _cfg(rescale_betas_zero_snr=True, videocrafter={}), 10),
     ],
 )
 def test_rejects_unsupported(spec, cfg, steps):

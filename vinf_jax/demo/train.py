@@ -56,14 +56,16 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
            norm_num_groups=4, up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=1.0)
 
 # How the models are trained (both presets): the share of empty prompts (classifier-free guidance's
-# unconditional), the share of a batch drawn from the noisier half of the timesteps (where the prompt
-# decides what the video shows), offset noise (a per-clip, per-channel constant added to the noise),
+# unconditional), the share of a batch drawn from the noisiest timesteps, [high_noise_from, 1000) (where the
+# prompt decides what the video shows), offset noise (a per-clip, per-channel constant added to the noise),
 # the text encoder's learning rate relative to the UNet's, how often the probes run (0: never), the
 # extra weight of the object's pixels in the autoencoder's loss, and of the frame-to-frame part of the
 # UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md);
-# cross_attn_all=1: cross-attention (and temporal attention) at every resolution.
-RECIPE = dict(caption_dropout=0.1, high_noise=0.3, offset_noise=0.0, text_lr_scale=1.0, probe_every=600,
-              cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0)
+# cross_attn_all=1: cross-attention (and temporal attention) at every resolution; fresh_clips=1: new scenes
+# rendered and encoded for every batch instead of windows of ``videos`` encoded videos (0 here: it did
+# not teach the direction words either, BENCHMARKS.md).
+RECIPE = dict(caption_dropout=0.1, high_noise=0.3, high_noise_from=500, offset_noise=0.0, text_lr_scale=1.0,
+              probe_every=600, cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0, fresh_clips=0)
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
     "full": dict(RECIPE, vae_steps=1200, vae_batch=16, videos=384, video_frames=40, clip_frames=8, unet_steps=2400,
                  unet_batch=6, lr=2e-3, vae_lr=3e-3, snapshot_every=600),
@@ -268,14 +270,51 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr
     return params, opt.init(params), step, jax.jit(loss_fn), (ug, tg)
 
 
-def timesteps(rng: np.random.Generator, b: int, high_noise: float) -> np.ndarray:
-    """``b`` training timesteps: uniform over [0, 1000), except a ``high_noise`` share drawn from [500, 1000)."""
+def timesteps(rng: np.random.Generator, b: int, high_noise: float, high_noise_from: int = 500) -> np.ndarray:
+    """``b`` training timesteps: uniform over [0, 1000), except a ``high_noise`` share drawn from
+    [high_noise_from, 1000)."""
     t = rng.integers(0, 1000, size=b)
-    return np.where(rng.random(b) < high_noise, 500 + t // 2, t)
+    return np.where(rng.random(b) < high_noise, high_noise_from + t * (1000 - high_noise_from) // 1000, t)
 
 
-def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, seed, log, snapshot=None, probe=None):
-    """``probe(step, unet, text) -> dict`` runs every ``probe_every`` steps and at the end; returns
+def video_batches(latents, scenes, fps, p):
+    """``draw(rng, b) -> (x0, captions, fps)``: random ``clip_frames`` windows of the encoded videos."""
+    n, length = latents.shape[:2]
+    f = p["clip_frames"]
+
+    def draw(rng, b):
+        v = rng.integers(0, n, size=b)
+        off = rng.integers(0, length - f + 1, size=b)
+        return (np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)]), [world.caption(scenes[vi]) for vi in v],
+                fps[v])
+
+    return draw
+
+
+def fresh_batches(ae, scale: float, p):
+    """``draw(rng, b) -> (x0, captions, fps)``: ``b`` new scenes at every call, rendered and encoded (posterior
+    mean times ``scale``), so that no clip is seen twice: a model cannot tell a clip's direction from
+    having seen its video before (384 videos make ~12 per caption)."""
+    import jax
+    import jax.numpy as jnp
+
+    enc = jax.jit(lambda x: ae.encode(x)[0])
+    f = p["clip_frames"]
+
+    def draw(rng, b):
+        scenes = [world.random_scene(rng) for _ in range(b)]
+        fps = rng.choice(world.FPS_CHOICES, size=b).astype(np.float32)
+        starts = rng.integers(0, 256, size=b)
+        frames = np.concatenate([world.render(s, f, float(k), start=int(st)) for s, k, st in zip(scenes, fps, starts)])
+        lat = np.asarray(enc(jnp.asarray(frames * 2 - 1)))
+        return lat.reshape(b, f, *lat.shape[1:]) * scale, [world.caption(s) for s in scenes], fps
+
+    return draw
+
+
+def train_unet(unet_cfg, text_cfg, draw, tokenizer, p, seed, log, snapshot=None, probe=None):
+    """``draw(rng, b) -> (x0, captions, fps)`` gives each step's clips (``video_batches``, ``fresh_batches``);
+    ``probe(step, unet, text) -> dict`` runs every ``probe_every`` steps and at the end; returns
     (unet, text, losses, probes)."""
     import jax.numpy as jnp
     from flax import nnx
@@ -288,22 +327,18 @@ def train_unet(unet_cfg, text_cfg, latents, scenes, fps, starts, tokenizer, p, s
     ids_table = tokenize(tokenizer, captions + [""])
     index = {c: i for i, c in enumerate(captions)}
     rng = np.random.default_rng(seed + 4)
-    n, length = latents.shape[:2]
-    f = p["clip_frames"]
     b = p["unet_batch"]
     losses, probes = [], []
     for i in range(p["unet_steps"]):
-        v = rng.integers(0, n, size=b)
-        off = rng.integers(0, length - f + 1, size=b)
-        x0 = np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)])
-        rows = [index[world.caption(scenes[vi])] for vi in v]
+        x0, clip_captions, clip_fps = draw(rng, b)
+        rows = [index[c] for c in clip_captions]
         rows = [len(captions) if rng.random() < p["caption_dropout"] else r for r in rows]  # CFG's unconditional
-        t = timesteps(rng, b, p["high_noise"])
+        t = timesteps(rng, b, p["high_noise"], p["high_noise_from"])
         noise = rng.standard_normal(x0.shape).astype(np.float32)
         if p["offset_noise"]:  # a constant per clip and channel: the low frequencies the model must not trust
             noise += p["offset_noise"] * rng.standard_normal((b, 1, 1, 1, x0.shape[-1])).astype(np.float32)
         params, opt_state, loss = step(params, opt_state, jnp.asarray(x0), jnp.asarray(ids_table[rows]),
-                                       jnp.asarray(fps[v]), jnp.asarray(t), jnp.asarray(noise))
+                                       jnp.asarray(clip_fps), jnp.asarray(t), jnp.asarray(noise))
         losses.append(float(loss))
         if i % 100 == 0 or i == p["unet_steps"] - 1:
             log(f"unet step {i}: loss {np.mean(losses[-100:]):.4f}")
@@ -466,8 +501,8 @@ def main(argv=None) -> int:
         log(f"snapshot at step {step}")
 
     probe = probe_fn(ae, unet_cfg, text_cfg, vae_out, tokenizer) if p["probe_every"] else None
-    unet, text, unet_losses, probes = train_unet(unet_cfg, text_cfg, latents * scale, scenes, fps, starts, tokenizer,
-                                                 p, args.seed, log, snapshot, probe)
+    draw = fresh_batches(ae, scale, p) if p["fresh_clips"] else video_batches(latents * scale, scenes, fps, p)
+    unet, text, unet_losses, probes = train_unet(unet_cfg, text_cfg, draw, tokenizer, p, args.seed, log, snapshot, probe)
     wall = time.time() - t0
     export(tmp, ae, unet, text, unet_cfg, text_cfg, vae_out, np.dtype(args.dtype))
     loss_curve_png(tmp / "loss.png", {"VAE reconstruction MSE": vae_losses, "UNet v-prediction MSE": unet_losses},

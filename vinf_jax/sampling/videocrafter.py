@@ -50,6 +50,9 @@ def ldm_scale_arr(s: dict) -> np.ndarray:
 
 def videocrafter_schedule(scheduler_config: dict) -> dict:
     """The ``videocrafter`` block of a scheduler config, or VideoCrafter2's values on its diffusers keys."""
+    if scheduler_config.get("rescale_betas_zero_snr"):  # LatentDiffusion has no such option: refuse, never ignore
+        raise ConfigError("scheduler 'videocrafter-ddim' has no zero-terminal-SNR schedule, and the checkpoint's "
+                          "scheduler config sets rescale_betas_zero_snr: choose 'ddim' or 'dpmsolver++'")
     block = scheduler_config.get("videocrafter")
     if isinstance(block, dict):
         return {**VIDEOCRAFTER2_SCHEDULE, **block}
