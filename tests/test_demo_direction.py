@@ -131,3 +131,16 @@ def test_zero_snr_reaches_the_trainer_and_its_export(patched, monkeypatch):
 def test_unknown_variant_is_refused(capsys):
     assert demo_direction.main(["bogus", "train"]) == 2
     assert "strong-trail" in capsys.readouterr().err
+
+
+def test_text_differences_are_causal_and_name_the_changed_word():
+    """demo_diagnose.py text: a caption with one word changed differs from the base caption only from that
+    word's token on (the text encoder is causal), and at that token."""
+    from benchmarks import demo_diagnose
+    from vinf_jax.loading import load_checkpoint
+    from vinf_jax.demo.model import checkpoint_path
+
+    diffs = demo_diagnose.text_differences(load_checkpoint(checkpoint_path()))
+    for word, first in (("colour", 2), ("shape", 3), ("direction", 5)):
+        assert diffs[word][:first] == [0.0] * first, word
+        assert diffs[word][first] > 0.05, word

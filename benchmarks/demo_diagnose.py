@@ -1,0 +1,134 @@
+"""Where the tiny-demo model loses its direction word (issue 23): two measurements of a trained folder.
+
+    python benchmarks/demo_diagnose.py text --weights DIR          # what the text encoder passes on
+    python benchmarks/demo_diagnose.py readable --weights DIR      # what the noisy clip already says
+    python benchmarks/demo_diagnose.py readable --weights DIR --variant zero-snr --t 850 900 950
+
+``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
+weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
+
+- ``text``: the text encoder's output for captions that differ in one word, as the mean absolute
+  difference per token position (0: start, 2: colour, 3: shape, 5: direction, 6: end, 7: padding).
+  The UNet reads only these states: a word whose states do not differ cannot steer it.
+- ``readable``: true clips of the world noised to timestep t, the model's x0 prediction decoded
+  (the folder's own VAE) and run through the detector: the share of clips whose predicted motion has the
+  clip's direction, with the right prompt, with the direction word flipped, and with the empty prompt.
+  Where the right and flipped rows agree, the model reads the direction from the clip, not the prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import write_json  # noqa: E402
+from vinf_jax.demo import world  # noqa: E402
+
+PAIRS = (("direction", "a red circle moving left"), ("colour", "a blue circle moving right"),
+         ("shape", "a red square moving right"))
+BASE = "a red circle moving right"
+OPPOSITE = {"right": "left", "left": "right", "up": "down", "down": "up"}
+
+
+def text_differences(ck) -> dict:
+    """{word: [mean |state(BASE) - state(BASE with that word changed)| per token position]}."""
+    import jax.numpy as jnp
+
+    from vinf_jax.models.clip_text import tokenize
+
+    captions = [BASE] + [c for _, c in PAIRS]
+    h = np.asarray(ck.text_encoder.apply(ck.text_encoder.params, jnp.asarray(tokenize(ck.tokenizer, captions))))
+    return {word: [round(float(d), 4) for d in np.abs(h[0] - h[k + 1]).mean(-1)] for k, (word, _) in enumerate(PAIRS)}
+
+
+def readable(weights: Path, ck, timesteps, clips: int = 24, seed: int = 7) -> dict:
+    """{t: {prompt: {"direction", "flipped", "found"}}} of the decoded x0 predictions (see the module doc)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from diffusers import AutoencoderKL
+
+    from vinf_jax.demo.train import alphas_cumprod
+    from vinf_jax.models.clip_text import tokenize
+
+    rng = np.random.default_rng(seed)
+    scenes = [world.random_scene(rng) for _ in range(clips)]
+    ae = AutoencoderKL.from_pretrained(str(weights / "vae")).eval()
+    sf = ae.config.scaling_factor
+
+    def decode(z):  # (clips, 8, h, w, c) scaled latents -> (clips, 8, 64, 64, 3) in [0, 1]
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray((z / sf).astype(np.float32).reshape(-1, *z.shape[2:]).transpose(0, 3, 1, 2)))
+            out = ae.decode(x).sample.numpy().transpose(0, 2, 3, 1)
+        return np.clip((out + 1) / 2, 0, 1).reshape(z.shape[0], -1, *out.shape[1:])
+
+    with torch.no_grad():
+        x0 = np.stack([ae.encode(torch.from_numpy(world.render(s, 8, 16).transpose(0, 3, 1, 2) * 2 - 1))
+                       .latent_dist.mean.numpy().transpose(0, 2, 3, 1) for s in scenes]) * sf
+    acp = alphas_cumprod(ck.scheduler_config)
+    if ck.scheduler_config.get("prediction_type") != "v_prediction":
+        raise SystemExit("readable: the demo models predict v; this folder's scheduler says otherwise")
+    text, unet = jax.jit(ck.text_encoder.apply), jax.jit(ck.unet.apply)
+    prompts = {"right": [world.caption(s) for s in scenes],
+               "flipped": [world.caption(dataclasses.replace(s, direction=OPPOSITE[s.direction])) for s in scenes],
+               "empty": [""] * clips}
+    out = {}
+    for t in timesteps:
+        noise = rng.standard_normal(x0.shape).astype(np.float32)
+        ab = float(acp[t])
+        xt = (np.sqrt(ab) * x0 + np.sqrt(1 - ab) * noise).astype(np.float32)
+        row = {}
+        for name, caps in prompts.items():
+            ctx = text(ck.text_encoder.params, jnp.asarray(tokenize(ck.tokenizer, caps)))
+            v = np.asarray(unet(ck.unet.params, jnp.asarray(xt), jnp.full((clips,), float(t)), ctx, jnp.full((clips,), 16.0)))
+            frames = decode(np.sqrt(ab) * xt - np.sqrt(1 - ab) * v)  # the x0 prediction
+            dets = [world.detect_video(f) for f in frames]
+            dirs = [world.clip_direction(d) for d in dets]
+            row[name] = {"direction": float(np.mean([d == s.direction for d, s in zip(dirs, scenes)])),
+                         "flipped": float(np.mean([d == OPPOSITE[s.direction] for d, s in zip(dirs, scenes)])),
+                         "found": float(np.mean([[x.found for x in d] for d in dets]))}
+        out[int(t)] = row
+        print(f"t={t}: " + "  ".join(f"{k}: direction {r['direction']:.2f} flipped {r['flipped']:.2f} found {r['found']:.2f}"
+                                     for k, r in row.items()), flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=("text", "readable"))
+    ap.add_argument("--weights", type=Path, help="diffusers folder (default: the shipped weights)")
+    ap.add_argument("--variant", default="", help="demo_direction.py variants the folder was trained with (a+b)")
+    ap.add_argument("--t", type=int, nargs="+", default=[200, 400, 600, 700, 800, 900, 999])
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    from benchmarks import demo_direction
+
+    for v in filter(None, args.variant.split("+")):
+        demo_direction.VARIANTS[v]()
+    from vinf_jax.convert.videocrafter2 import convert
+    from vinf_jax.demo.model import WEIGHTS
+    from vinf_jax.loading import load_checkpoint
+
+    weights = args.weights or WEIGHTS
+    with tempfile.TemporaryDirectory() as tmp:
+        ck = load_checkpoint(convert(None, Path(tmp) / "ck", base=weights))
+        if args.what == "text":
+            out = text_differences(ck)
+            for word, row in out.items():
+                print(f"{word} word changed: mean |difference| per token position {row}")
+        else:
+            out = readable(Path(weights), ck, args.t)
+    if args.json:
+        write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
