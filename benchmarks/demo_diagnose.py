@@ -3,6 +3,7 @@
     python benchmarks/demo_diagnose.py text --weights DIR          # what the text encoder passes on
     python benchmarks/demo_diagnose.py readable --weights DIR      # what the noisy clip already says
     python benchmarks/demo_diagnose.py readable --weights DIR --variant zero-snr --t 850 900 950
+    python benchmarks/demo_diagnose.py band --variant direction-only --t-range 850 950 --steps 600
 
 ``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
 weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
@@ -14,6 +15,10 @@ weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder wa
   (the folder's own VAE) and run through the detector: the share of clips whose predicted motion has the
   clip's direction, with the right prompt, with the direction word flipped, and with the empty prompt.
   Where the right and flipped rows agree, the model reads the direction from the clip, not the prompt.
+- ``band``: trains a fresh UNet and text encoder (the full preset's sizes and rate, zero terminal SNR)
+  only on timesteps in ``--t-range``, on latents of 512 world videos (the shipped VAE), and every 200
+  steps prints the held-out loss with the right prompt, with the direction word flipped and with a wrong
+  colour: can the direction word be learnt where it is worth most? No trained folder is needed.
 """
 
 from __future__ import annotations
@@ -100,12 +105,88 @@ def readable(weights: Path, ck, timesteps, clips: int = 24, seed: int = 7) -> di
     return out
 
 
+def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
+    """The ``band`` experiment (see the module doc); returns the evaluations."""
+    import jax.numpy as jnp
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo import train
+    from vinf_jax.demo.model import WEIGHTS
+    from vinf_jax.demo.tokenizer import write_tokenizer
+    from vinf_jax.models.clip_text import CLIPTextConfig, tokenize
+    from vinf_jax.models.unet3d import UNetConfig
+
+    ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
+
+    def encode(scenes, frames, rng):
+        fps = rng.choice(world.FPS_CHOICES, size=len(scenes)).astype(np.float32)
+        out = []
+        with torch.no_grad():
+            for s, f in zip(scenes, fps):
+                x = world.render(s, frames, float(f), start=int(rng.integers(0, 256))) * 2 - 1
+                out.append(ae.encode(torch.from_numpy(x.transpose(0, 3, 1, 2))).latent_dist.mean.numpy()
+                           .transpose(0, 2, 3, 1) * ae.config.scaling_factor)
+        return np.stack(out), fps
+
+    rng = np.random.default_rng(seed)
+    scenes = [world.random_scene(rng) for _ in range(512)]
+    lat, fps = encode(scenes, 16, rng)
+    held = [world.random_scene(rng) for _ in range(48)]
+    hlat, hfps = encode(held, 8, rng)
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(d)
+        tok = CLIPTokenizer.from_pretrained(d)
+    p = train.PRESETS["full"]
+    zero_snr = train.SCHEDULER.get("rescale_betas_zero_snr")
+    train.SCHEDULER["rescale_betas_zero_snr"] = True  # read once, when the objective is built
+    try:
+        params, opt, step, loss, _ = train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
+                                                          CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed)
+    finally:
+        if zero_snr is None:
+            del train.SCHEDULER["rescale_betas_zero_snr"]
+        else:
+            train.SCHEDULER["rescale_betas_zero_snr"] = zero_snr
+    ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
+    colours = list(world.COLORS)
+    prompts = {"right": ids(held), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in held])}
+    if len(colours) > 1:
+        prompts["wrong colour"] = ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
+                                       for s in held])
+    hr = np.random.default_rng(9)
+    ht, hn = hr.integers(lo, hi, 48), hr.standard_normal(hlat.shape).astype(np.float32)
+    rows = []
+
+    def evaluate(i):
+        r = {k: float(np.mean([float(loss(params, jnp.asarray(hlat[j:j + 16]), v[j:j + 16], jnp.asarray(hfps[j:j + 16]),
+                                          jnp.asarray(ht[j:j + 16]), jnp.asarray(hn[j:j + 16]))) for j in (0, 16, 32)]))
+             for k, v in prompts.items()}
+        rows.append({"step": i, **r})
+        print(f"step {i}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())
+              + f"  flipped - right {r['flipped'] - r['right']:+.4f}", flush=True)
+
+    for i in range(steps):
+        v, off = rng.integers(0, 512, 6), rng.integers(0, 9, 6)
+        x0 = np.stack([lat[a, o:o + 8] for a, o in zip(v, off)])
+        cap = ["" if rng.random() < p["caption_dropout"] else world.caption(scenes[a]) for a in v]
+        t, noise = rng.integers(lo, hi, 6), rng.standard_normal(x0.shape).astype(np.float32)
+        params, opt, _ = step(params, opt, jnp.asarray(x0), jnp.asarray(tokenize(tok, cap)), jnp.asarray(fps[v]),
+                              jnp.asarray(t), jnp.asarray(noise))
+        if i % 200 == 0 or i == steps - 1:
+            evaluate(i)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("text", "readable"))
+    ap.add_argument("what", choices=("text", "readable", "band"))
     ap.add_argument("--weights", type=Path, help="diffusers folder (default: the shipped weights)")
     ap.add_argument("--variant", default="", help="demo_direction.py variants the folder was trained with (a+b)")
     ap.add_argument("--t", type=int, nargs="+", default=[200, 400, 600, 700, 800, 900, 999])
+    ap.add_argument("--t-range", type=int, nargs=2, default=[850, 950], metavar=("LO", "HI"), help="band: timesteps")
+    ap.add_argument("--steps", type=int, default=600, help="band: training steps")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from benchmarks import demo_direction
@@ -116,6 +197,11 @@ def main(argv=None) -> int:
     from vinf_jax.demo.model import WEIGHTS
     from vinf_jax.loading import load_checkpoint
 
+    if args.what == "band":
+        out = band(*args.t_range, args.steps)
+        if args.json:
+            write_json(args.json, out)
+        return 0
     weights = args.weights or WEIGHTS
     with tempfile.TemporaryDirectory() as tmp:
         ck = load_checkpoint(convert(None, Path(tmp) / "ck", base=weights))
