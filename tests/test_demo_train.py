@@ -113,6 +113,20 @@ def test_high_noise_share_from_a_chosen_timestep():
     np.testing.assert_array_equal(train.timesteps(a, 500, 0.3), np.where(pick, 500 + u // 2, u))
 
 
+def test_video_batches_draw_windows_as_the_shipped_run_did():
+    """Windows of the encoded videos from the same rng draws, in the same order (video, then offset), as
+    the trainer made them inline when the shipped model was trained: its run stays reproducible."""
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((5, 12, 2, 2, 4)).astype(np.float32)
+    scenes = [world.scene_from_seed(s) for s in range(5)]
+    fps = np.asarray([8, 12, 16, 24, 8], np.float32)
+    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8})(np.random.default_rng(4), 3)
+    want = np.random.default_rng(4)
+    v, off = want.integers(0, 5, size=3), want.integers(0, 12 - 8 + 1, size=3)
+    np.testing.assert_array_equal(x0, np.stack([latents[a, o:o + 8] for a, o in zip(v, off)]))
+    assert captions == [world.caption(scenes[a]) for a in v] and list(clip_fps) == list(fps[v])
+
+
 def test_fresh_batches_render_new_scenes_with_their_captions():
     """Each call renders new scenes (the rng's next draws) and encodes them; captions and fps belong to them."""
     import jax.numpy as jnp
