@@ -314,3 +314,19 @@ def test_export_converts_back_exactly(exported, tmp_path):
     assert ck.vae.config.scaling_factor == 0.5 and ck.scheduler_config["beta_schedule"] == "scaled_linear"
     assert ck.tokenizer("a red circle moving right").input_ids[1:3] == ck.tokenizer("a red").input_ids[1:3]
     assert json.loads((out / "unet" / "config.json").read_text())["fps_cond"] is True
+
+
+def test_quick_run_end_to_end(tmp_path):
+    """``python -m vinf_jax.demo.train --quick``: both stages, the export, the log and the loss plot, and the
+    folder converts with the user's converter; an existing --out is refused."""
+    from vinf_jax.convert.videocrafter2 import convert
+    from vinf_jax.loading import load_checkpoint
+
+    out = tmp_path / "quick"
+    assert train.main(["--out", str(out), "--quick"]) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["preset"]["unet_steps"] == 6 and np.isfinite(log["final"]["unet_loss"])
+    assert (out / "loss.png").is_file() and not (tmp_path / ".quick.partial").exists()
+    ck = load_checkpoint(convert(None, tmp_path / "ck", base=out))
+    assert ck.scheduler_config["prediction_type"] == "v_prediction"
+    assert train.main(["--out", str(out), "--quick"]) == 2
