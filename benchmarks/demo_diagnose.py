@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import write_json  # noqa: E402
+from benchmarks.demo_prompts import encode_clips  # noqa: E402
 from vinf_jax.demo import world  # noqa: E402
 
 PAIRS = (("direction", "a red circle moving left"), ("colour", "a blue circle moving right"),
@@ -74,9 +75,7 @@ def readable(weights: Path, ck, timesteps, clips: int = 24, seed: int = 7) -> di
             out = ae.decode(x).sample.numpy().transpose(0, 2, 3, 1)
         return np.clip((out + 1) / 2, 0, 1).reshape(z.shape[0], -1, *out.shape[1:])
 
-    with torch.no_grad():
-        x0 = np.stack([ae.encode(torch.from_numpy(world.render(s, 8, 16).transpose(0, 3, 1, 2) * 2 - 1))
-                       .latent_dist.mean.numpy().transpose(0, 2, 3, 1) for s in scenes]) * sf
+    x0 = encode_clips(ae, [world.render(s, 8, 16) for s in scenes])
     acp = alphas_cumprod(ck.scheduler_config)
     if ck.scheduler_config.get("prediction_type") != "v_prediction":
         raise SystemExit("readable: the demo models predict v; this folder's scheduler says otherwise")
@@ -108,7 +107,6 @@ def readable(weights: Path, ck, timesteps, clips: int = 24, seed: int = 7) -> di
 def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
     """The ``band`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
-    import torch
     from diffusers import AutoencoderKL
     from transformers import CLIPTokenizer
 
@@ -120,15 +118,10 @@ def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
 
     ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
 
-    def encode(scenes, frames, rng):
+    def encode(scenes, frames, rng):  # one start frame drawn per clip, after the fps (the draws the results used)
         fps = rng.choice(world.FPS_CHOICES, size=len(scenes)).astype(np.float32)
-        out = []
-        with torch.no_grad():
-            for s, f in zip(scenes, fps):
-                x = world.render(s, frames, float(f), start=int(rng.integers(0, 256))) * 2 - 1
-                out.append(ae.encode(torch.from_numpy(x.transpose(0, 3, 1, 2))).latent_dist.mean.numpy()
-                           .transpose(0, 2, 3, 1) * ae.config.scaling_factor)
-        return np.stack(out), fps
+        return encode_clips(ae, [world.render(s, frames, float(f), start=int(rng.integers(0, 256)))
+                                 for s, f in zip(scenes, fps)]), fps
 
     rng = np.random.default_rng(seed)
     scenes = [world.random_scene(rng) for _ in range(512)]

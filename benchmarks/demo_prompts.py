@@ -99,12 +99,21 @@ def same_noise(pipe, seed: int) -> dict:
             "colour_same_for_all_prompts": float(np.mean([len(set(got[:, c])) == 1 for c in range(n)]))}
 
 
+def encode_clips(ae, clips) -> np.ndarray:
+    """Latents (scaled posterior means, (N, T, h, w, c)) of frame arrays (T, H, W, 3) in [0, 1] through a
+    diffusers ``AutoencoderKL`` (a trained folder's own VAE, encoder included)."""
+    import torch
+
+    with torch.no_grad():
+        return np.stack([ae.encode(torch.from_numpy(c.transpose(0, 3, 1, 2) * 2 - 1)).latent_dist.mean.numpy()
+                         .transpose(0, 2, 3, 1) for c in clips]) * ae.config.scaling_factor
+
+
 def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
     """MSE of the model's prediction (epsilon or v) per timestep band with the right / empty /
     one-word-wrong prompt (same x0, t, noise)."""
     import jax
     import jax.numpy as jnp
-    import torch
     from diffusers import AutoencoderKL
 
     from vinf_jax.demo.train import alphas_cumprod
@@ -113,9 +122,7 @@ def loss_gap(weights: Path, ck, clips: int = 96, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     scenes = [world.random_scene(rng) for _ in range(clips)]
     ae = AutoencoderKL.from_pretrained(str(weights / "vae")).eval()
-    with torch.no_grad():
-        x0 = np.stack([ae.encode(torch.from_numpy(world.render(s, 8, 16).transpose(0, 3, 1, 2) * 2 - 1))
-                       .latent_dist.mean.numpy().transpose(0, 2, 3, 1) for s in scenes]) * ae.config.scaling_factor
+    x0 = encode_clips(ae, [world.render(s, 8, 16) for s in scenes])
     acp = alphas_cumprod(ck.scheduler_config)
     v_pred = ck.scheduler_config.get("prediction_type") == "v_prediction"  # else epsilon
 

@@ -191,15 +191,18 @@ def vae_check(ae, seed: int, n: int = 96) -> dict:
             "centroid_error_px": float(np.median(err))}
 
 
+def random_videos(rng: np.random.Generator, n: int):
+    """(scenes, fps, start frames) of ``n`` random videos of the world, in this order of draws."""
+    scenes = [world.random_scene(rng) for _ in range(n)]
+    return scenes, rng.choice(world.FPS_CHOICES, size=n).astype(np.float32), rng.integers(0, 256, size=n)
+
+
 def encode_world(ae, p, seed, log):
     """Latent videos of ``videos`` random scenes (unscaled posterior means) and their scenes/fps."""
     import jax
     import jax.numpy as jnp
 
-    rng = np.random.default_rng(seed + 1)
-    scenes = [world.random_scene(rng) for _ in range(p["videos"])]
-    fps = rng.choice(world.FPS_CHOICES, size=p["videos"]).astype(np.float32)
-    starts = rng.integers(0, 256, size=p["videos"])
+    scenes, fps, starts = random_videos(np.random.default_rng(seed + 1), p["videos"])
     enc = jax.jit(lambda x: ae.encode(x)[0])
     lat = []
     for s, f, k in zip(scenes, fps, starts):
@@ -302,9 +305,7 @@ def fresh_batches(ae, scale: float, p):
     f = p["clip_frames"]
 
     def draw(rng, b):
-        scenes = [world.random_scene(rng) for _ in range(b)]
-        fps = rng.choice(world.FPS_CHOICES, size=b).astype(np.float32)
-        starts = rng.integers(0, 256, size=b)
+        scenes, fps, starts = random_videos(rng, b)
         frames = np.concatenate([world.render(s, f, float(k), start=int(st)) for s, k, st in zip(scenes, fps, starts)])
         lat = np.asarray(enc(jnp.asarray(frames * 2 - 1)))
         return lat.reshape(b, f, *lat.shape[1:]) * scale, [world.caption(s) for s in scenes], fps
