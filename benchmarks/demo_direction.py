@@ -23,8 +23,14 @@ evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md
 - ``direction-only``: one colour and one shape, so that the direction is the only word that varies.
 - ``slow``: 8 px/s instead of 32 (3.5 px over an 8-frame clip at 16 fps): the direction becomes a
   detail as small as a square's corners, decided late in sampling as the shape is.
+- ``fast``: 128 px/s instead of 32 (one latent pixel per frame at 16 fps, 2 at 8 fps): the frames of a clip
+  differ by whole-latent-pixel shifts rather than a quarter of one.
 - ``big``: circle radius and square half side 14 px instead of 7, trail twice as far behind: the object
   (and its direction) four times its share of the loss.
+- ``one-way``: every object moves right, so no word is needed: can the UNet learn to draw motion at all?
+  (The probes' direction is then the share of clips that move right.)
+- ``curriculum``: the first ``CURRICULUM_STEPS`` batches come from the right-moving videos only (the motion
+  of one-way, learnt first), then from all of them: is it drawing motion at all, or choosing it by the word?
 - ``static``: the object stands still and the direction word only says which side its trail is on: an
   oriented detail of each frame that the clip's motion cannot give away (with ``strong-trail``). The
   direction probes mean nothing here (nothing moves); the loss gap says whether the word is used.
@@ -90,9 +96,40 @@ def slow():
     world.SPEED = 8.0
 
 
+def fast():
+    world.SPEED = 128.0  # 8 px = one latent pixel per frame at 16 fps: whole-pixel shifts between frames
+
+
 def big():
     world.RADIUS, world.HALF_SIDE = 14.0, 14.0  # 4x the area: a quarter of the frame's width
     world.TRAIL = tuple((2 * d, level) for d, level in world.TRAIL)
+
+
+def one_way():
+    world.DIRECTIONS = {"right": world.DIRECTIONS["right"]}
+    world.WORDS = ("a", "moving") + tuple(world.COLORS) + world.SHAPES + tuple(world.DIRECTIONS)
+
+
+CURRICULUM_STEPS = 900
+
+
+def curriculum():
+    from vinf_jax.demo import train
+
+    batches = train.video_batches
+
+    def patched(latents, scenes, fps, p):
+        keep = [i for i, s in enumerate(scenes) if s.direction == "right"]
+        first = batches(latents[keep], [scenes[i] for i in keep], fps[keep], p)
+        rest, calls = batches(latents, scenes, fps, p), [0]
+
+        def draw(rng, b):
+            calls[0] += 1
+            return (first if calls[0] <= CURRICULUM_STEPS else rest)(rng, b)
+
+        return draw
+
+    train.video_batches = patched
 
 
 def static():
@@ -100,7 +137,7 @@ def static():
 
 
 VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
-            "slow": slow, "static": static, "big": big, "lanes": lanes, "zero-snr": zero_snr}
+            "slow": slow, "fast": fast, "static": static, "one-way": one_way, "curriculum": curriculum, "big": big, "lanes": lanes, "zero-snr": zero_snr}
 
 
 def main(argv=None) -> int:
