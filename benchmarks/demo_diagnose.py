@@ -1,9 +1,10 @@
-"""Where the tiny-demo model loses its direction word (issue 23): two measurements of a trained folder.
+"""Where the tiny-demo model loses its direction word (issue 23): measurements of a trained folder, and one training experiment.
 
     python benchmarks/demo_diagnose.py text --weights DIR          # what the text encoder passes on
     python benchmarks/demo_diagnose.py readable --weights DIR      # what the noisy clip already says
     python benchmarks/demo_diagnose.py readable --weights DIR --variant zero-snr --t 850 900 950
     python benchmarks/demo_diagnose.py band --variant direction-only --t-range 850 950 --steps 600
+    python benchmarks/demo_diagnose.py trail --weights DIR --variant strong-trail+static
 
 ``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
 weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
@@ -19,6 +20,10 @@ weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder wa
   only on timesteps in ``--t-range``, on latents of 512 world videos (the shipped VAE), and every 200
   steps prints the held-out loss with the right prompt, with the direction word flipped and with a wrong
   colour: can the direction word be learnt where it is worth most? No trained folder is needed.
+- ``trail``: single clips of every prompt (tuning seeds 200-202, the demo's sampler): the share whose trail
+  lies behind the object as the prompt's direction says (the side of the object where the pixels dimmer than
+  the object but brighter than half the trail's faintest level lie, in the majority of frames). The static
+  world's only visible effect of the direction word.
 """
 
 from __future__ import annotations
@@ -104,6 +109,40 @@ def readable(weights: Path, ck, timesteps, clips: int = 24, seed: int = 7) -> di
     return out
 
 
+def trail_direction(frame: np.ndarray) -> str | None:
+    """The way the object in one frame (H, W, 3) in [0, 1] faces, judged from its trail: away from the mean
+    position of the trail's pixels (None: no object, or no trail pixels)."""
+    det = world.detect(frame)
+    bright = np.asarray(frame, np.float32).max(-1)
+    dim = (bright > 0.5 * min(level for _, level in world.TRAIL)) & (bright < world.THRESHOLD)
+    if not det.found or dim.sum() < 5:
+        return None
+    ys, xs = np.nonzero(dim)
+    dx, dy = -world.wrapped_step(np.asarray(det.centroid)[None], np.stack([xs + 0.5, ys + 0.5], -1)).mean(0)
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
+
+
+def trail_sides(ck, seeds=(200, 201, 202)) -> dict:
+    """{"agrees": share of clips whose majority trail direction is the prompt's, "clips"} (see the module doc)."""
+    from vinf_jax.demo.probe import single_clip_config, single_clips
+    from vinf_jax.pipeline import VideoInfinityPipeline
+
+    pipe = VideoInfinityPipeline(ck.unet, ck.text_encoder, ck.vae, ck.tokenizer, ck.scheduler_config)
+    agree = []
+    for seed in seeds:
+        frames, prompts = single_clips(pipe, single_clip_config(), seed)
+        f = len(frames) // len(prompts)
+        for c, prompt in enumerate(prompts):
+            clip = np.asarray(frames[c * f:(c + 1) * f], np.float32)
+            votes = [d for d in (trail_direction(x / 255.0 if clip.max() > 1.5 else x) for x in clip) if d]
+            agree.append(bool(votes) and max(set(votes), key=votes.count) == world.parse_prompt(prompt)["direction"])
+    out = {"agrees": float(np.mean(agree)), "clips": len(agree), "seeds": list(seeds)}
+    print(f"trail behind the object as the prompt says: {out['agrees']:.3f} of {out['clips']} clips", flush=True)
+    return out
+
+
 def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
     """The ``band`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
@@ -174,7 +213,7 @@ def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("text", "readable", "band"))
+    ap.add_argument("what", choices=("text", "readable", "band", "trail"))
     ap.add_argument("--weights", type=Path, help="diffusers folder (default: the shipped weights)")
     ap.add_argument("--variant", default="", help="demo_direction.py variants the folder was trained with (a+b)")
     ap.add_argument("--t", type=int, nargs="+", default=[200, 400, 600, 700, 800, 900, 999])
@@ -202,6 +241,8 @@ def main(argv=None) -> int:
             out = text_differences(ck)
             for word, row in out.items():
                 print(f"{word} word changed: mean |difference| per token position {row}")
+        elif args.what == "trail":
+            out = trail_sides(ck)
         else:
             out = readable(Path(weights), ck, args.t)
     if args.json:

@@ -23,8 +23,12 @@ from vinf_jax.models import temporal  # noqa: E402
 @pytest.fixture
 def patched(monkeypatch):
     """Apply variants with every attribute they touch restored afterwards."""
-    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED", "LANE_WIDTH", "RADIUS", "HALF_SIDE"):
+    from vinf_jax.demo import train
+
+    for name in ("TRAIL", "THRESHOLD", "EDGE", "COLORS", "SHAPES", "WORDS", "SPEED", "LANE_WIDTH", "RADIUS", "HALF_SIDE",
+                 "DIRECTIONS"):
         monkeypatch.setattr(world, name, getattr(world, name))
+    monkeypatch.setattr(train, "video_batches", train.video_batches)
     monkeypatch.setattr(temporal.TransformerTemporal, "__init__", temporal.TransformerTemporal.__init__)
     return lambda *names: [demo_direction.VARIANTS[n]() for n in names]
 
@@ -144,3 +148,42 @@ def test_text_differences_are_causal_and_name_the_changed_word():
     for word, first in (("colour", 2), ("shape", 3), ("direction", 5)):
         assert diffs[word][:first] == [0.0] * first, word
         assert diffs[word][first] > 0.05, word
+
+
+def test_one_way_world_moves_everything_right(patched):
+    patched("one-way")
+    scenes = [world.scene_from_seed(s) for s in range(20)]
+    assert {s.direction for s in scenes} == {"right"} and "left" not in world.WORDS
+    assert all(world.clip_direction(world.detect_video(world.render(s, 8, 16))) == "right" for s in scenes[:4])
+
+
+def test_fast_world_steps_one_latent_pixel_per_frame_at_16_fps(patched):
+    patched("fast")
+    c = world.trajectory(world.Scene("circle", "red", "left", 30.0, 10.0), 3, 16)
+    np.testing.assert_allclose(world.wrapped_step(c[:-1], c[1:]), [[-8, 0], [-8, 0]])
+
+
+def test_curriculum_draws_right_movers_first_then_every_direction(patched):
+    from vinf_jax.demo import train
+
+    patched("curriculum")
+    scenes = [world.scene_from_seed(s) for s in range(40)]
+    latents = np.zeros((40, 10, 1, 1, 1), np.float32)
+    draw = train.video_batches(latents, scenes, np.full(40, 16.0, np.float32), {"clip_frames": 8, "rotations": 1})
+    rng = np.random.default_rng(0)
+    first = [world.parse_prompt(c)["direction"] for _ in range(demo_direction.CURRICULUM_STEPS) for c in draw(rng, 6)[1]]
+    later = [world.parse_prompt(c)["direction"] for _ in range(50) for c in draw(rng, 6)[1]]
+    assert set(first) == {"right"} and set(later) == set(world.DIRECTIONS)
+
+
+@pytest.mark.parametrize("variant", ["", "strong-trail"])
+def test_trail_direction_reads_true_frames(patched, variant):
+    """demo_diagnose.py trail: on the world's own frames (static world, faint and strong trail) the trail says the
+    scene's direction every time; an empty frame says nothing."""
+    from benchmarks import demo_diagnose
+
+    patched("static", *filter(None, [variant]))
+    for seed in range(24):
+        s = world.scene_from_seed(seed)
+        assert demo_diagnose.trail_direction(world.render(s, 1, 16)[0]) == s.direction, seed
+    assert demo_diagnose.trail_direction(np.zeros((64, 64, 3), np.float32)) is None

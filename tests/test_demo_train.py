@@ -120,11 +120,51 @@ def test_video_batches_draw_windows_as_the_shipped_run_did():
     latents = rng.standard_normal((5, 12, 2, 2, 4)).astype(np.float32)
     scenes = [world.scene_from_seed(s) for s in range(5)]
     fps = np.asarray([8, 12, 16, 24, 8], np.float32)
-    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8})(np.random.default_rng(4), 3)
+    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "rotations": 1})(
+        np.random.default_rng(4), 3)
     want = np.random.default_rng(4)
     v, off = want.integers(0, 5, size=3), want.integers(0, 12 - 8 + 1, size=3)
     np.testing.assert_array_equal(x0, np.stack([latents[a, o:o + 8] for a, o in zip(v, off)]))
     assert captions == [world.caption(scenes[a]) for a in v] and list(clip_fps) == list(fps[v])
+
+
+def test_rotation_groups_share_noise_and_timestep():
+    """rotations=4: clips 0-3 (one clip's four turns) share timestep and noise, the next group has its own;
+    rotations=1 draws exactly what the trainer drew inline for the shipped model (timesteps, then noise)."""
+    p = dict(train.RECIPE, rotations=4)
+    t, noise = train.noise_draws(np.random.default_rng(0), (8, 2, 3, 3, 4), p)
+    assert noise.shape == (8, 2, 3, 3, 4) and len(set(t[:4])) == 1 and len(set(t[4:])) == 1
+    np.testing.assert_array_equal(noise[0], noise[3])
+    np.testing.assert_array_equal(noise[4], noise[7])
+    assert not np.allclose(noise[0], noise[4])
+    t1, n1 = train.noise_draws(np.random.default_rng(1), (6, 2, 3, 3, 4), dict(train.RECIPE))
+    want = np.random.default_rng(1)
+    np.testing.assert_array_equal(t1, train.timesteps(want, 6, train.RECIPE["high_noise"], train.RECIPE["high_noise_from"]))
+    np.testing.assert_array_equal(n1, want.standard_normal((6, 2, 3, 3, 4)).astype(np.float32))
+
+
+def test_video_batches_in_rotation_groups():
+    """random_videos(..., rotations=4) stores each video followed by its three turns; a batch of 8 is two
+    windows, each in its four turns at the same offset, captions turning right -> down -> left -> up."""
+    scenes, fps, starts = train.random_videos(np.random.default_rng(2), 3, rotations=4)
+    assert len(scenes) == 12 and list(fps[:4]) == [fps[0]] * 4 and list(starts[4:8]) == [starts[4]] * 4
+    assert all(scenes[4 * g + k] == world.rotate(scenes[4 * g], k) for g in range(3) for k in range(4))
+    latents = np.random.default_rng(3).standard_normal((12, 10, 2, 2, 4)).astype(np.float32)
+    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "rotations": 4})(
+        np.random.default_rng(4), 8)
+    want = np.random.default_rng(4)
+    base, off = want.integers(0, 3, size=2), want.integers(0, 3, size=2)
+    for g in range(2):
+        for k in range(4):
+            np.testing.assert_array_equal(x0[4 * g + k], latents[4 * base[g] + k, off[g]:off[g] + 8])
+        assert [world.parse_prompt(c)["direction"] for c in captions[4 * g:4 * g + 4]] == [
+            world.rotate(scenes[4 * base[g]], k).direction for k in range(4)]
+    assert sorted(world.parse_prompt(c)["direction"] for c in captions[:4]) == sorted(world.DIRECTIONS)
+
+
+def test_rotations_must_divide_the_batch(tmp_path, capsys):
+    assert train.main(["--out", str(tmp_path / "x"), "--quick", "--set", "rotations=4"]) == 2  # quick batch: 2
+    assert "rotations=4" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_fresh_batches_render_new_scenes_with_their_captions():

@@ -71,6 +71,21 @@ def test_objects_keep_to_the_right_of_their_way(direction, monkeypatch):
     assert np.all((c[:, axis] > world.SIZE / 2) == (half in ("lower", "right")))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rotate_is_a_quarter_turn_of_the_frames(seed):
+    """world.rotate: the turned scene's frames are the frames turned clockwise, pixel for pixel, and its
+    direction turns right -> down -> left -> up; four turns give the scene back."""
+    s = world.scene_from_seed(seed)
+    frames = world.render(s, 6, 12.0, start=17)
+    order = ["right", "down", "left", "up"]
+    for k in range(4):
+        r = world.rotate(s, k)
+        np.testing.assert_allclose(world.render(r, 6, 12.0, start=17), np.rot90(frames, -k, axes=(1, 2)), atol=1e-6)
+        assert r.direction == order[(order.index(s.direction) + k) % 4] and (r.shape, r.color) == (s.shape, s.color)
+    back = world.rotate(s, 4)
+    assert back.direction == s.direction and np.allclose((back.x0, back.y0), (s.x0, s.y0))
+
+
 def test_wrapped_step():
     np.testing.assert_allclose(world.wrapped_step([63.0, 10.0], [1.0, 8.0]), [2.0, -2.0])
     np.testing.assert_allclose(world.wrapped_step([1.0, 5.0], [63.0, 5.0]), [-2.0, 0.0])

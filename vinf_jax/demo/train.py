@@ -63,9 +63,11 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
 # UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md);
 # cross_attn_all=1: cross-attention (and temporal attention) at every resolution; fresh_clips=1: new scenes
 # rendered and encoded for every batch instead of windows of ``videos`` encoded videos (0 here: it did
-# not teach the direction words either, BENCHMARKS.md).
+# not teach the direction words either, BENCHMARKS.md); rotations=R: a batch is groups of R clips, one clip turned
+# by R quarter turns (``world.rotate``: the same clip moving each way), sharing their noise and timestep (1: off).
 RECIPE = dict(caption_dropout=0.1, high_noise=0.3, high_noise_from=500, offset_noise=0.0, text_lr_scale=1.0,
-              probe_every=600, cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0, fresh_clips=0)
+              probe_every=600, cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0, fresh_clips=0,
+              rotations=1)
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
     "full": dict(RECIPE, vae_steps=1200, vae_batch=16, videos=384, video_frames=40, clip_frames=8, unet_steps=2400,
                  unet_batch=6, lr=2e-3, vae_lr=3e-3, snapshot_every=600),
@@ -191,10 +193,13 @@ def vae_check(ae, seed: int, n: int = 96) -> dict:
             "centroid_error_px": float(np.median(err))}
 
 
-def random_videos(rng: np.random.Generator, n: int):
-    """(scenes, fps, start frames) of ``n`` random videos of the world, in this order of draws."""
+def random_videos(rng: np.random.Generator, n: int, rotations: int = 1):
+    """(scenes, fps, start frames) of ``n`` random videos of the world, in this order of draws; with
+    ``rotations`` R, each followed by its R - 1 quarter turns (``n * R`` videos in groups of R)."""
     scenes = [world.random_scene(rng) for _ in range(n)]
-    return scenes, rng.choice(world.FPS_CHOICES, size=n).astype(np.float32), rng.integers(0, 256, size=n)
+    fps, starts = rng.choice(world.FPS_CHOICES, size=n).astype(np.float32), rng.integers(0, 256, size=n)
+    return [world.rotate(s, k) for s in scenes for k in range(rotations)], np.repeat(fps, rotations), \
+        np.repeat(starts, rotations)
 
 
 def encode_world(ae, p, seed, log):
@@ -202,7 +207,7 @@ def encode_world(ae, p, seed, log):
     import jax
     import jax.numpy as jnp
 
-    scenes, fps, starts = random_videos(np.random.default_rng(seed + 1), p["videos"])
+    scenes, fps, starts = random_videos(np.random.default_rng(seed + 1), p["videos"], p["rotations"])
     enc = jax.jit(lambda x: ae.encode(x)[0])
     lat = []
     for s, f, k in zip(scenes, fps, starts):
@@ -280,14 +285,30 @@ def timesteps(rng: np.random.Generator, b: int, high_noise: float, high_noise_fr
     return np.where(rng.random(b) < high_noise, high_noise_from + t * (1000 - high_noise_from) // 1000, t)
 
 
+def noise_draws(rng: np.random.Generator, shape, p) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, noise) of a batch of clips ``shape`` (b, frames, h, w, c). With ``rotations`` R the b clips are
+    b / R groups of one clip's R turns, and a group shares its timestep and noise: its clips then differ only in
+    the way the object moves, so the loss can tell them apart only by the direction word. Each clip's draws
+    are still those of an independent sample, so the loss's minimiser (the conditional mean) is unchanged;
+    only the gradient's noise around the word's part of it is smaller."""
+    r, b = p["rotations"], shape[0]
+    t = np.repeat(timesteps(rng, b // r, p["high_noise"], p["high_noise_from"]), r)
+    noise = rng.standard_normal((b // r,) + tuple(shape[1:])).astype(np.float32)
+    if p["offset_noise"]:  # a constant per clip and channel: the low frequencies the model must not trust
+        noise += p["offset_noise"] * rng.standard_normal((b // r, 1, 1, 1, shape[-1])).astype(np.float32)
+    return t, np.repeat(noise, r, axis=0)
+
+
 def video_batches(latents, scenes, fps, p):
-    """``draw(rng, b) -> (x0, captions, fps)``: random ``clip_frames`` windows of the encoded videos."""
+    """``draw(rng, b) -> (x0, captions, fps)``: random ``clip_frames`` windows of the encoded videos; with
+    ``rotations`` R (videos stored in groups of R turns, ``random_videos``), b / R windows, each in all R turns."""
     n, length = latents.shape[:2]
-    f = p["clip_frames"]
+    f, r = p["clip_frames"], p["rotations"]
 
     def draw(rng, b):
-        v = rng.integers(0, n, size=b)
-        off = rng.integers(0, length - f + 1, size=b)
+        base = rng.integers(0, n // r, size=b // r)
+        off = np.repeat(rng.integers(0, length - f + 1, size=b // r), r)
+        v = (base[:, None] * r + np.arange(r)).reshape(-1)
         return (np.stack([latents[vi, o:o + f] for vi, o in zip(v, off)]), [world.caption(scenes[vi]) for vi in v],
                 fps[v])
 
@@ -302,10 +323,10 @@ def fresh_batches(ae, scale: float, p):
     import jax.numpy as jnp
 
     enc = jax.jit(lambda x: ae.encode(x)[0])
-    f = p["clip_frames"]
+    f, r = p["clip_frames"], p["rotations"]
 
     def draw(rng, b):
-        scenes, fps, starts = random_videos(rng, b)
+        scenes, fps, starts = random_videos(rng, b // r, r)
         frames = np.concatenate([world.render(s, f, float(k), start=int(st)) for s, k, st in zip(scenes, fps, starts)])
         lat = np.asarray(enc(jnp.asarray(frames * 2 - 1)))
         return lat.reshape(b, f, *lat.shape[1:]) * scale, [world.caption(s) for s in scenes], fps
@@ -334,10 +355,7 @@ def train_unet(unet_cfg, text_cfg, draw, tokenizer, p, seed, log, snapshot=None,
         x0, clip_captions, clip_fps = draw(rng, b)
         rows = [index[c] for c in clip_captions]
         rows = [len(captions) if rng.random() < p["caption_dropout"] else r for r in rows]  # CFG's unconditional
-        t = timesteps(rng, b, p["high_noise"], p["high_noise_from"])
-        noise = rng.standard_normal(x0.shape).astype(np.float32)
-        if p["offset_noise"]:  # a constant per clip and channel: the low frequencies the model must not trust
-            noise += p["offset_noise"] * rng.standard_normal((b, 1, 1, 1, x0.shape[-1])).astype(np.float32)
+        t, noise = noise_draws(rng, x0.shape, p)
         params, opt_state, loss = step(params, opt_state, jnp.asarray(x0), jnp.asarray(ids_table[rows]),
                                        jnp.asarray(clip_fps), jnp.asarray(t), jnp.asarray(noise))
         losses.append(float(loss))
@@ -464,6 +482,10 @@ def main(argv=None) -> int:
             print(f"error: --set {k}: unknown; known: {sorted(p)}", file=sys.stderr)
             return 2
         p[k] = type(p[k])(float(v)) if isinstance(p[k], float) else int(v)
+    if p["rotations"] < 1 or p["unet_batch"] % p["rotations"]:
+        print(f"error: --set rotations={p['rotations']}: must be >= 1 and divide unet_batch ({p['unet_batch']})",
+              file=sys.stderr)
+        return 2
     t0 = time.time()
     lines = []
 
