@@ -169,7 +169,7 @@ def test_curriculum_draws_right_movers_first_then_every_direction(patched):
     patched("curriculum")
     scenes = [world.scene_from_seed(s) for s in range(40)]
     latents = np.zeros((40, 10, 1, 1, 1), np.float32)
-    draw = train.video_batches(latents, scenes, np.full(40, 16.0, np.float32), {"clip_frames": 8, "rotations": 1})
+    draw = train.video_batches(latents, scenes, np.full(40, 16.0, np.float32), {"clip_frames": 8, "direction_groups": 1})
     rng = np.random.default_rng(0)
     first = [world.parse_prompt(c)["direction"] for _ in range(demo_direction.CURRICULUM_STEPS) for c in draw(rng, 6)[1]]
     later = [world.parse_prompt(c)["direction"] for _ in range(50) for c in draw(rng, 6)[1]]

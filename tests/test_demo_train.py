@@ -120,7 +120,7 @@ def test_video_batches_draw_windows_as_the_shipped_run_did():
     latents = rng.standard_normal((5, 12, 2, 2, 4)).astype(np.float32)
     scenes = [world.scene_from_seed(s) for s in range(5)]
     fps = np.asarray([8, 12, 16, 24, 8], np.float32)
-    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "rotations": 1})(
+    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "direction_groups": 1})(
         np.random.default_rng(4), 3)
     want = np.random.default_rng(4)
     v, off = want.integers(0, 5, size=3), want.integers(0, 12 - 8 + 1, size=3)
@@ -128,10 +128,10 @@ def test_video_batches_draw_windows_as_the_shipped_run_did():
     assert captions == [world.caption(scenes[a]) for a in v] and list(clip_fps) == list(fps[v])
 
 
-def test_rotation_groups_share_noise_and_timestep():
-    """rotations=4: clips 0-3 (one clip's four turns) share timestep and noise, the next group has its own;
-    rotations=1 draws exactly what the trainer drew inline for the shipped model (timesteps, then noise)."""
-    p = dict(train.RECIPE, rotations=4)
+def test_direction_groups_share_noise_and_timestep():
+    """direction_groups=4: clips 0-3 share timestep and noise, the next group has its own; direction_groups=1
+    draws exactly what the trainer drew inline for the shipped model (timesteps, then noise)."""
+    p = dict(train.RECIPE, direction_groups=4)
     t, noise = train.noise_draws(np.random.default_rng(0), (8, 2, 3, 3, 4), p)
     assert noise.shape == (8, 2, 3, 3, 4) and len(set(t[:4])) == 1 and len(set(t[4:])) == 1
     np.testing.assert_array_equal(noise[0], noise[3])
@@ -143,28 +143,43 @@ def test_rotation_groups_share_noise_and_timestep():
     np.testing.assert_array_equal(n1, want.standard_normal((6, 2, 3, 3, 4)).astype(np.float32))
 
 
-def test_video_batches_in_rotation_groups():
-    """random_videos(..., rotations=4) stores each video followed by its three turns; a batch of 8 is two
-    windows, each in its four turns at the same offset, captions turning right -> down -> left -> up."""
-    scenes, fps, starts = train.random_videos(np.random.default_rng(2), 3, rotations=4)
-    assert len(scenes) == 12 and list(fps[:4]) == [fps[0]] * 4 and list(starts[4:8]) == [starts[4]] * 4
-    assert all(scenes[4 * g + k] == world.rotate(scenes[4 * g], k) for g in range(3) for k in range(4))
-    latents = np.random.default_rng(3).standard_normal((12, 10, 2, 2, 4)).astype(np.float32)
-    x0, captions, clip_fps = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "rotations": 4})(
+@pytest.mark.parametrize("groups", [2, 4])
+def test_random_videos_in_direction_groups(groups):
+    """Each video is followed by the same object on the same spot at the meeting frame, moving the other ways
+    (2: the opposite one); without groups the draws are the shipped run's."""
+    scenes, fps, starts = train.random_videos(np.random.default_rng(2), 3, groups, meet=4)
+    assert len(scenes) == 3 * groups and list(fps[:groups]) == [fps[0]] * groups
+    opposite = {"right": "left", "left": "right", "up": "down", "down": "up"}
+    for g in range(3):
+        group = scenes[g * groups:(g + 1) * groups]
+        ways = [s.direction for s in group]
+        assert len(set(ways)) == groups and (groups == 4 or ways[1] == opposite[ways[0]])
+        spots = [world.trajectory(s, 1, float(fps[g * groups]), int(starts[g * groups]) + 4)[0] for s in group]
+        np.testing.assert_allclose(world.wrapped_step(spots[0], np.asarray(spots)), 0, atol=1e-9)
+    plain = train.random_videos(np.random.default_rng(2), 3)
+    rng = np.random.default_rng(2)
+    assert plain[0] == [world.random_scene(rng) for _ in range(3)]
+
+
+def test_video_batches_in_direction_groups():
+    """A batch of 8 with groups of 4 is two whole groups at one offset each, one clip of each way."""
+    scenes, fps, _ = train.random_videos(np.random.default_rng(2), 3, 4, meet=4)
+    latents = np.random.default_rng(3).standard_normal((12, 8, 2, 2, 4)).astype(np.float32)
+    x0, captions, _ = train.video_batches(latents, scenes, fps, {"clip_frames": 8, "direction_groups": 4})(
         np.random.default_rng(4), 8)
-    want = np.random.default_rng(4)
-    base, off = want.integers(0, 3, size=2), want.integers(0, 3, size=2)
+    base = np.random.default_rng(4).integers(0, 3, size=2)
     for g in range(2):
-        for k in range(4):
-            np.testing.assert_array_equal(x0[4 * g + k], latents[4 * base[g] + k, off[g]:off[g] + 8])
-        assert [world.parse_prompt(c)["direction"] for c in captions[4 * g:4 * g + 4]] == [
-            world.rotate(scenes[4 * base[g]], k).direction for k in range(4)]
-    assert sorted(world.parse_prompt(c)["direction"] for c in captions[:4]) == sorted(world.DIRECTIONS)
+        np.testing.assert_array_equal(x0[4 * g:4 * g + 4], latents[4 * base[g]:4 * base[g] + 4])
+        assert sorted(world.parse_prompt(c)["direction"] for c in captions[4 * g:4 * g + 4]) == sorted(world.DIRECTIONS)
 
 
-def test_rotations_must_divide_the_batch(tmp_path, capsys):
-    assert train.main(["--out", str(tmp_path / "x"), "--quick", "--set", "rotations=4"]) == 2  # quick batch: 2
-    assert "rotations=4" in capsys.readouterr().err and not (tmp_path / "x").exists()
+@pytest.mark.parametrize("sets", [["direction_groups=4"], ["direction_groups=3", "unet_batch=6"],
+                                  ["direction_groups=2", "video_frames=16"]])
+def test_direction_groups_are_checked(tmp_path, capsys, sets):
+    """Groups must divide the batch (quick: 2) and meet in the middle of one-clip videos."""
+    args = ["--out", str(tmp_path / "x"), "--quick"] + [a for kv in sets for a in ("--set", kv)]
+    assert train.main(args) == 2
+    assert "direction_groups" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_fresh_batches_render_new_scenes_with_their_captions():

@@ -72,18 +72,19 @@ def test_objects_keep_to_the_right_of_their_way(direction, monkeypatch):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rotate_is_a_quarter_turn_of_the_frames(seed):
-    """world.rotate: the turned scene's frames are the frames turned clockwise, pixel for pixel, and its
-    direction turns right -> down -> left -> up; four turns give the scene back."""
+def test_heading_keeps_the_spot_and_changes_the_way(seed):
+    """world.heading: the new scene's object is where the old one is at the chosen frame, and moves the new way
+    at the world's speed; its frame there is the old frame with the trail turned (same pixels above the trail)."""
     s = world.scene_from_seed(seed)
-    frames = world.render(s, 6, 12.0, start=17)
-    order = ["right", "down", "left", "up"]
-    for k in range(4):
-        r = world.rotate(s, k)
-        np.testing.assert_allclose(world.render(r, 6, 12.0, start=17), np.rot90(frames, -k, axes=(1, 2)), atol=1e-6)
-        assert r.direction == order[(order.index(s.direction) + k) % 4] and (r.shape, r.color) == (s.shape, s.color)
-    back = world.rotate(s, 4)
-    assert back.direction == s.direction and np.allclose((back.x0, back.y0), (s.x0, s.y0))
+    for d in world.DIRECTIONS:
+        h = world.heading(s, d, 21, 12.0)
+        assert (h.direction, h.shape, h.color) == (d, s.shape, s.color)
+        np.testing.assert_allclose(world.wrapped_step(world.trajectory(s, 1, 12.0, 21)[0],
+                                                      world.trajectory(h, 1, 12.0, 21)[0]), [0, 0], atol=1e-9)
+        assert world.clip_direction(world.detect_video(world.render(h, 8, 12.0, start=17))) == d
+        a, b = world.render(s, 1, 12.0, start=21)[0], world.render(h, 1, 12.0, start=21)[0]
+        above = lambda f: f.max(-1) > world.THRESHOLD
+        np.testing.assert_array_equal(above(a), above(b))
 
 
 def test_wrapped_step():

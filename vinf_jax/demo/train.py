@@ -63,11 +63,11 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
 # UNet's error (``motion_weighted_mse``; 0 here: 4 did not teach the direction words, BENCHMARKS.md);
 # cross_attn_all=1: cross-attention (and temporal attention) at every resolution; fresh_clips=1: new scenes
 # rendered and encoded for every batch instead of windows of ``videos`` encoded videos (0 here: it did
-# not teach the direction words either, BENCHMARKS.md); rotations=R: a batch is groups of R clips, one clip turned
-# by R quarter turns (``world.rotate``: the same clip moving each way), sharing their noise and timestep (1: off).
+# not teach the direction words either, BENCHMARKS.md); direction_groups=R (2 or 4): a batch is groups of R clips of
+# one object on one spot at the clip's middle frame, moving R ways, sharing their noise and timestep (1: off).
 RECIPE = dict(caption_dropout=0.1, high_noise=0.3, high_noise_from=500, offset_noise=0.0, text_lr_scale=1.0,
               probe_every=600, cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0, fresh_clips=0,
-              rotations=1)
+              direction_groups=1)
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
     "full": dict(RECIPE, vae_steps=1200, vae_batch=16, videos=384, video_frames=40, clip_frames=8, unet_steps=2400,
                  unet_batch=6, lr=2e-3, vae_lr=3e-3, snapshot_every=600),
@@ -193,13 +193,16 @@ def vae_check(ae, seed: int, n: int = 96) -> dict:
             "centroid_error_px": float(np.median(err))}
 
 
-def random_videos(rng: np.random.Generator, n: int, rotations: int = 1):
-    """(scenes, fps, start frames) of ``n`` random videos of the world, in this order of draws; with
-    ``rotations`` R, each followed by its R - 1 quarter turns (``n * R`` videos in groups of R)."""
+def random_videos(rng: np.random.Generator, n: int, groups: int = 1, meet: int = 0):
+    """(scenes, fps, start frames) of ``n`` random videos of the world, in this order of draws. With ``groups``
+    R (2 or 4), each video is followed by R - 1 others: the same object on the same spot at frame ``meet`` of
+    the video, moving the other R - 1 ways of ``world.TURNS`` (R = 2: the opposite way); ``n * R`` in all."""
     scenes = [world.random_scene(rng) for _ in range(n)]
     fps, starts = rng.choice(world.FPS_CHOICES, size=n).astype(np.float32), rng.integers(0, 256, size=n)
-    return [world.rotate(s, k) for s in scenes for k in range(rotations)], np.repeat(fps, rotations), \
-        np.repeat(starts, rotations)
+    turn = lambda d, k: world.TURNS[(world.TURNS.index(d) + k * 4 // groups) % 4]
+    scenes = [world.heading(s, turn(s.direction, k), int(st) + meet, float(f))
+              for s, f, st in zip(scenes, fps, starts) for k in range(groups)]
+    return scenes, np.repeat(fps, groups), np.repeat(starts, groups)
 
 
 def encode_world(ae, p, seed, log):
@@ -207,7 +210,8 @@ def encode_world(ae, p, seed, log):
     import jax
     import jax.numpy as jnp
 
-    scenes, fps, starts = random_videos(np.random.default_rng(seed + 1), p["videos"], p["rotations"])
+    scenes, fps, starts = random_videos(np.random.default_rng(seed + 1), p["videos"], p["direction_groups"],
+                                        p["clip_frames"] // 2)
     enc = jax.jit(lambda x: ae.encode(x)[0])
     lat = []
     for s, f, k in zip(scenes, fps, starts):
@@ -286,12 +290,12 @@ def timesteps(rng: np.random.Generator, b: int, high_noise: float, high_noise_fr
 
 
 def noise_draws(rng: np.random.Generator, shape, p) -> tuple[np.ndarray, np.ndarray]:
-    """(timesteps, noise) of a batch of clips ``shape`` (b, frames, h, w, c). With ``rotations`` R the b clips are
-    b / R groups of one clip's R turns, and a group shares its timestep and noise: its clips then differ only in
-    the way the object moves, so the loss can tell them apart only by the direction word. Each clip's draws
+    """(timesteps, noise) of a batch of clips ``shape`` (b, frames, h, w, c). With ``direction_groups`` R the b
+    clips are b / R groups (``random_videos``), and a group shares its timestep and noise: its clips differ only
+    in the way the object moves, so only the direction word can tell their targets apart. Each clip's draws
     are still those of an independent sample, so the loss's minimiser (the conditional mean) is unchanged;
     only the gradient's noise around the word's part of it is smaller."""
-    r, b = p["rotations"], shape[0]
+    r, b = p["direction_groups"], shape[0]
     t = np.repeat(timesteps(rng, b // r, p["high_noise"], p["high_noise_from"]), r)
     noise = rng.standard_normal((b // r,) + tuple(shape[1:])).astype(np.float32)
     if p["offset_noise"]:  # a constant per clip and channel: the low frequencies the model must not trust
@@ -301,9 +305,9 @@ def noise_draws(rng: np.random.Generator, shape, p) -> tuple[np.ndarray, np.ndar
 
 def video_batches(latents, scenes, fps, p):
     """``draw(rng, b) -> (x0, captions, fps)``: random ``clip_frames`` windows of the encoded videos; with
-    ``rotations`` R (videos stored in groups of R turns, ``random_videos``), b / R windows, each in all R turns."""
+    ``direction_groups`` R (videos stored in groups, ``random_videos``), b / R windows of whole groups."""
     n, length = latents.shape[:2]
-    f, r = p["clip_frames"], p["rotations"]
+    f, r = p["clip_frames"], p["direction_groups"]
 
     def draw(rng, b):
         base = rng.integers(0, n // r, size=b // r)
@@ -323,10 +327,10 @@ def fresh_batches(ae, scale: float, p):
     import jax.numpy as jnp
 
     enc = jax.jit(lambda x: ae.encode(x)[0])
-    f, r = p["clip_frames"], p["rotations"]
+    f, r = p["clip_frames"], p["direction_groups"]
 
     def draw(rng, b):
-        scenes, fps, starts = random_videos(rng, b // r, r)
+        scenes, fps, starts = random_videos(rng, b // r, r, f // 2)
         frames = np.concatenate([world.render(s, f, float(k), start=int(st)) for s, k, st in zip(scenes, fps, starts)])
         lat = np.asarray(enc(jnp.asarray(frames * 2 - 1)))
         return lat.reshape(b, f, *lat.shape[1:]) * scale, [world.caption(s) for s in scenes], fps
@@ -482,9 +486,11 @@ def main(argv=None) -> int:
             print(f"error: --set {k}: unknown; known: {sorted(p)}", file=sys.stderr)
             return 2
         p[k] = type(p[k])(float(v)) if isinstance(p[k], float) else int(v)
-    if p["rotations"] < 1 or p["unet_batch"] % p["rotations"]:
-        print(f"error: --set rotations={p['rotations']}: must be >= 1 and divide unet_batch ({p['unet_batch']})",
-              file=sys.stderr)
+    r = p["direction_groups"]
+    if r not in (1, 2, 4) or p["unet_batch"] % r or (r > 1 and not p["fresh_clips"] and p["video_frames"] != p["clip_frames"]):
+        print(f"error: --set direction_groups={r}: must be 1, 2 or 4 and divide unet_batch ({p['unet_batch']}); "
+              f"a group meets at its clip's middle frame, so its videos must be one clip long (video_frames = "
+              f"clip_frames = {p['clip_frames']}, or fresh_clips=1)", file=sys.stderr)
         return 2
     t0 = time.time()
     lines = []

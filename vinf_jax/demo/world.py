@@ -82,16 +82,15 @@ def random_scene(rng: np.random.Generator) -> Scene:
     return Scene(shape, color, direction, *place(direction, start))
 
 
-def rotate(scene: Scene, quarter_turns: int = 1) -> Scene:
-    """The scene turned clockwise on screen by ``quarter_turns`` quarter turns about the frame's corner (y grows
-    downwards: right -> down -> left -> up). Pixel centres map onto pixel centres, so its frames are exactly
-    ``np.rot90(frames, -quarter_turns, axes=(1, 2))`` of the scene's; shapes and colours stay."""
-    x, y = scene.x0, scene.y0
-    dx, dy = DIRECTIONS[scene.direction]
-    for _ in range(quarter_turns % 4):
-        x, y, dx, dy = float(np.mod(SIZE - y, SIZE)), x, -dy, dx
-    direction = next(d for d, v in DIRECTIONS.items() if v == (dx, dy))
-    return dataclasses.replace(scene, direction=direction, x0=x, y0=y)
+TURNS = ("right", "down", "left", "up")  # each a quarter turn clockwise from the one before (y grows downwards)
+
+
+def heading(scene: Scene, direction: str, frame: int, fps: float) -> Scene:
+    """The same object on the same spot at ``frame`` (of a video at ``fps``), moving ``direction`` instead."""
+    v = SPEED / fps
+    (ox, oy), (nx, ny) = DIRECTIONS[scene.direction], DIRECTIONS[direction]
+    return dataclasses.replace(scene, direction=direction, x0=float(np.mod(scene.x0 + (ox - nx) * v * frame, SIZE)),
+                               y0=float(np.mod(scene.y0 + (oy - ny) * v * frame, SIZE)))
 
 
 def scene_from_seed(seed: int) -> Scene:
