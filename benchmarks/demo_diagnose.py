@@ -5,6 +5,7 @@
     python benchmarks/demo_diagnose.py readable --weights DIR --variant zero-snr --t 850 900 950
     python benchmarks/demo_diagnose.py band --variant direction-only --t-range 850 950 --steps 600
     python benchmarks/demo_diagnose.py trail --weights DIR --variant strong-trail+static
+    python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1000
 
 ``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
 weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
@@ -24,6 +25,12 @@ weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder wa
   lies behind the object as the prompt's direction says (the side of the object where the pixels dimmer than
   the object but brighter than half the trail's faintest level lie, in the majority of frames). The static
   world's only visible effect of the direction word.
+- ``memorise``: trains a fresh UNet and text encoder (the full preset's sizes and rate, VideoCrafter2's
+  schedule) on nothing but ``--groups`` groups of four clips, each group one object on one spot at its middle
+  frame moving the four ways (``train.random_videos``), a batch being two groups sharing noise and timestep
+  (``direction_groups=4``); every 200 steps, the loss on those same clips with the right prompt, and the excess
+  with the direction word flipped and with a wrong colour, per band. Within a group only the word tells the
+  clips apart, so this asks whether the model can learn to use it at all, with nothing to generalise.
 """
 
 from __future__ import annotations
@@ -143,6 +150,55 @@ def trail_sides(ck, seeds=(200, 201, 202)) -> dict:
     return out
 
 
+def memorise(groups: int, steps: int, seed: int = 0) -> list[dict]:
+    """The ``memorise`` experiment (see the module doc); returns the evaluations."""
+    import jax.numpy as jnp
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo import train
+    from vinf_jax.demo.model import WEIGHTS
+    from vinf_jax.demo.tokenizer import write_tokenizer
+    from vinf_jax.models.clip_text import CLIPTextConfig, tokenize
+    from vinf_jax.models.unet3d import UNetConfig
+
+    ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
+    scenes, fps, starts = train.random_videos(np.random.default_rng(seed), groups, 4, meet=4)
+    lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(scenes, fps, starts)])
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(d)
+        tok = CLIPTokenizer.from_pretrained(d)
+    p = train.PRESETS["full"]
+    params, opt, step, loss, _ = train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
+                                                      CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed)
+    ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
+    colours = list(world.COLORS)
+    prompts = {"right": ids(scenes), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in scenes]),
+               "wrong colour": ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
+                                    for s in scenes])}
+    er = np.random.default_rng(9)
+    bands = {f"{lo}-{hi}": (er.integers(lo, hi, len(scenes)), er.standard_normal(lat.shape).astype(np.float32))
+             for lo, hi in ((0, 500), (500, 800), (800, 1000))}
+    rng, rows = np.random.default_rng(seed + 1), []
+    for i in range(steps):
+        v = (rng.integers(0, groups, 2)[:, None] * 4 + np.arange(4)).reshape(-1)
+        t, noise = train.noise_draws(rng, (8,) + lat.shape[1:], dict(train.RECIPE, direction_groups=4, high_noise=0.0))
+        cap = ["" if rng.random() < p["caption_dropout"] else world.caption(scenes[a]) for a in v]
+        params, opt, _ = step(params, opt, jnp.asarray(lat[v]), jnp.asarray(tokenize(tok, cap)), jnp.asarray(fps[v]),
+                              jnp.asarray(t), jnp.asarray(noise))
+        if i % 200 == 0 or i == steps - 1:
+            row = {"step": i}
+            for name, (bt, bn) in bands.items():
+                r = {k: float(loss(params, jnp.asarray(lat), pr, jnp.asarray(fps), jnp.asarray(bt), jnp.asarray(bn)))
+                     for k, pr in prompts.items()}
+                row[name] = {"right": r["right"], "flipped": r["flipped"] - r["right"],
+                             "wrong colour": r["wrong colour"] - r["right"]}
+            rows.append(row)
+            print(f"step {i}: " + " | ".join(f"{b}: right {r['right']:.4f} flipped {r['flipped']:+.4f} colour "
+                                             f"{r['wrong colour']:+.4f}" for b, r in row.items() if b != "step"), flush=True)
+    return rows
+
+
 def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
     """The ``band`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
@@ -213,12 +269,13 @@ def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("text", "readable", "band", "trail"))
+    ap.add_argument("what", choices=("text", "readable", "band", "trail", "memorise"))
     ap.add_argument("--weights", type=Path, help="diffusers folder (default: the shipped weights)")
     ap.add_argument("--variant", default="", help="demo_direction.py variants the folder was trained with (a+b)")
     ap.add_argument("--t", type=int, nargs="+", default=[200, 400, 600, 700, 800, 900, 999])
     ap.add_argument("--t-range", type=int, nargs=2, default=[850, 950], metavar=("LO", "HI"), help="band: timesteps")
-    ap.add_argument("--steps", type=int, default=600, help="band: training steps")
+    ap.add_argument("--steps", type=int, default=600, help="band, memorise: training steps")
+    ap.add_argument("--groups", type=int, default=4, help="memorise: groups of four clips")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from benchmarks import demo_direction
@@ -229,8 +286,8 @@ def main(argv=None) -> int:
     from vinf_jax.demo.model import WEIGHTS
     from vinf_jax.loading import load_checkpoint
 
-    if args.what == "band":
-        out = band(*args.t_range, args.steps)
+    if args.what in ("band", "memorise"):
+        out = band(*args.t_range, args.steps) if args.what == "band" else memorise(args.groups, args.steps)
         if args.json:
             write_json(args.json, out)
         return 0
