@@ -23,8 +23,6 @@ evaluate a variant's weights with the same variant. Results are in BENCHMARKS.md
 - ``direction-only``: one colour and one shape, so that the direction is the only word that varies.
 - ``slow``: 8 px/s instead of 32 (3.5 px over an 8-frame clip at 16 fps): the direction becomes a
   detail as small as a square's corners, decided late in sampling as the shape is.
-- ``fast``: 128 px/s instead of 32 (one latent pixel per frame at 16 fps, 2 at 8 fps): the frames of a clip
-  differ by whole-latent-pixel shifts rather than a quarter of one.
 - ``big``: circle radius and square half side 14 px instead of 7, trail twice as far behind: the object
   (and its direction) four times its share of the loss.
 - ``one-way``: every object moves right, so no word is needed: can the UNet learn to draw motion at all?
@@ -96,10 +94,6 @@ def slow():
     world.SPEED = 8.0
 
 
-def fast():
-    world.SPEED = 128.0  # 8 px = one latent pixel per frame at 16 fps: whole-pixel shifts between frames
-
-
 def big():
     world.RADIUS, world.HALF_SIDE = 14.0, 14.0  # 4x the area: a quarter of the frame's width
     world.TRAIL = tuple((2 * d, level) for d, level in world.TRAIL)
@@ -137,7 +131,7 @@ def static():
 
 
 VARIANTS = {"strong-trail": strong_trail, "frame-positions": frame_positions, "direction-only": direction_only,
-            "slow": slow, "fast": fast, "static": static, "one-way": one_way, "curriculum": curriculum, "big": big, "lanes": lanes, "zero-snr": zero_snr}
+            "slow": slow, "static": static, "one-way": one_way, "curriculum": curriculum, "big": big, "lanes": lanes, "zero-snr": zero_snr}
 
 
 def main(argv=None) -> int:

@@ -157,12 +157,6 @@ def test_one_way_world_moves_everything_right(patched):
     assert all(world.clip_direction(world.detect_video(world.render(s, 8, 16))) == "right" for s in scenes[:4])
 
 
-def test_fast_world_steps_one_latent_pixel_per_frame_at_16_fps(patched):
-    patched("fast")
-    c = world.trajectory(world.Scene("circle", "red", "left", 30.0, 10.0), 3, 16)
-    np.testing.assert_allclose(world.wrapped_step(c[:-1], c[1:]), [[-8, 0], [-8, 0]])
-
-
 def test_curriculum_draws_right_movers_first_then_every_direction(patched):
     from vinf_jax.demo import train
 
