@@ -6,6 +6,7 @@
     python benchmarks/demo_diagnose.py band --variant direction-only --t-range 850 950 --steps 600
     python benchmarks/demo_diagnose.py trail --weights DIR --variant strong-trail+static
     python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1000
+    python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1000 --group-weight 10
 
 ``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
 weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
@@ -31,6 +32,8 @@ weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder wa
   (``direction_groups=4``); every 200 steps, the loss on those same clips with the right prompt, and the excess
   with the direction word flipped and with a wrong colour, per band. Within a group only the word tells the
   clips apart, so this asks whether the model can learn to use it at all, with nothing to generalise.
+  ``--group-weight W`` trains as the trainer's ``group_weight`` does: the error's part that differs inside a
+  group weighs 1 + W (``train.within_group_mse``); the evaluations stay the plain loss.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def trail_sides(ck, seeds=(200, 201, 202)) -> dict:
     return out
 
 
-def memorise(groups: int, steps: int, seed: int = 0) -> list[dict]:
+def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0) -> list[dict]:
     """The ``memorise`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
     from diffusers import AutoencoderKL
@@ -170,7 +173,8 @@ def memorise(groups: int, steps: int, seed: int = 0) -> list[dict]:
         tok = CLIPTokenizer.from_pretrained(d)
     p = train.PRESETS["full"]
     params, opt, step, loss, _ = train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
-                                                      CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed)
+                                                      CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed,
+                                                      groups=4, group_weight=group_weight)
     ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
     colours = list(world.COLORS)
     prompts = {"right": ids(scenes), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in scenes]),
@@ -276,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--t-range", type=int, nargs=2, default=[850, 950], metavar=("LO", "HI"), help="band: timesteps")
     ap.add_argument("--steps", type=int, default=600, help="band, memorise: training steps")
     ap.add_argument("--groups", type=int, default=4, help="memorise: groups of four clips")
+    ap.add_argument("--group-weight", type=float, default=0.0, help="memorise: the trainer's group_weight")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from benchmarks import demo_direction
@@ -287,7 +292,10 @@ def main(argv=None) -> int:
     from vinf_jax.loading import load_checkpoint
 
     if args.what in ("band", "memorise"):
-        out = band(*args.t_range, args.steps) if args.what == "band" else memorise(args.groups, args.steps)
+        if args.what == "band":
+            out = band(*args.t_range, args.steps)
+        else:
+            out = memorise(args.groups, args.steps, group_weight=args.group_weight)
         if args.json:
             write_json(args.json, out)
         return 0

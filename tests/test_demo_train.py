@@ -92,6 +92,76 @@ def test_motion_weighted_mse():
     assert float(train.motion_weighted_mse(both, 4.0)) == pytest.approx(0.5 + 4 * 0.25)
 
 
+def test_within_group_mse():
+    """The error's spread inside each group of consecutive clips: zero for a group sharing one error, the
+    squared deviation from the group's mean otherwise; derived on errors whose group means are known."""
+    shared = np.full((8, 2, 3, 3, 4), 0.5, np.float32)  # every clip the same error
+    assert float(train.within_group_mse(shared, 4)) == 0.0
+    ways = shared * np.array([1, -1, 1, -1, 2, 2, 2, 2], np.float32)[:, None, None, None, None]
+    # group 1: errors +-0.5 around mean 0 (square 0.25); group 2: all 1.0 (spread 0): mean 0.125
+    assert float(train.within_group_mse(ways, 4)) == pytest.approx(0.125)
+    # in pairs, (+0.5, -0.5) twice and (1, 1) twice: the same spread
+    assert float(train.within_group_mse(ways, 2)) == pytest.approx(0.125)
+
+
+def test_group_weight_trains_on_the_weighted_loss_and_reports_the_plain_one():
+    """With group_weight the step follows the gradient of loss + w * within-group error (the optimizer's
+    moments after one step are those of that total's gradient, not the plain loss's) and returns the plain loss."""
+    import jax
+    import jax.numpy as jnp
+
+    from vinf_jax.models.clip_text import CLIPTextConfig
+    from vinf_jax.models.unet3d import UNetConfig
+
+    ucfg = UNetConfig.from_dict(dict(train.UNET, block_out_channels=[8, 16], norm_num_groups=4,
+                                     cross_attention_dim=16, attention_head_dim=4), fps_cond=True)
+    tcfg = CLIPTextConfig.from_dict(dict(train.TEXT, hidden_size=16, intermediate_size=32, num_attention_heads=2))
+    rng = np.random.default_rng(0)
+    batch = (jnp.asarray(rng.standard_normal((4, 2, 8, 8, 4)), jnp.float32), jnp.asarray(rng.integers(0, 500, (4, 8))),
+             jnp.full((4,), 16.0), jnp.asarray([900, 900, 300, 300]),
+             jnp.asarray(np.repeat(rng.standard_normal((2, 2, 8, 8, 4)), 2, axis=0), jnp.float32))
+    params, opt_state, step, loss, (ug, tg) = train.unet_objective(ucfg, tcfg, 1e-3, 10, 0, groups=2, group_weight=5.0)
+    _, _, reported = step(params, opt_state, *batch)
+    assert float(reported) == pytest.approx(float(loss(params, *batch)), rel=1e-5)
+
+    from flax import nnx
+
+    acp = jnp.asarray(train.alphas_cumprod(), jnp.float32)
+
+    def total(p):
+        x0, ids, fps, t, noise = batch
+        ab = acp[t][:, None, None, None, None]
+        out = nnx.merge(ug, p["unet"])(jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise, t.astype(jnp.float32),
+                                       nnx.merge(tg, p["text"])(ids), fps)
+        err = out - train.target(x0, noise, ab)
+        return jnp.mean(jnp.square(err)) + 5.0 * train.within_group_mse(err, 2)
+
+    # One step's optimizer state holds the clipped gradient linearly (Adam's first moment) and squared (the
+    # second): equal to the trainer's optimizer fed the gradient of the total. (Params after a few Adam steps
+    # are no test: Adam divides each gradient by its own size, so a near-zero one moves its parameter by
+    # float noise scaled up to the rate.)
+    opt = train._optimizer(1e-3, 10, 1.0)
+    _, want = opt.update(jax.grad(total)(params), opt.init(params), params)
+    _, ours, _ = step(params, opt_state, *batch)
+    _, _, plain_step, _, _ = train.unet_objective(ucfg, tcfg, 1e-3, 10, 0, groups=2)  # group_weight 0
+    _, plain, _ = plain_step(params, opt_state, *batch)
+    def moments(state):  # {"mu": [...], "nu": [...]}: Adam's moments, leaf by leaf
+        out = {"mu": [], "nu": []}
+        for path, x in jax.tree_util.tree_leaves_with_path(state):
+            name = next((k for k in out if k in jax.tree_util.keystr(path)), None)
+            if name:
+                out[name].append(np.asarray(x))
+        return out
+
+    ours, want, plain = moments(ours), moments(want), moments(plain)
+    for k in ("mu", "nu"):  # tolerances against the largest moment: leaves with near-zero gradients are float noise
+        scale = max(float(np.abs(b).max()) for b in want[k])
+        assert len(ours[k]) == len(want[k]) > 0 and scale > 0
+        for a, b in zip(ours[k], want[k]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(ours[k], plain[k])) > 1e-2 * scale
+
+
 def test_high_noise_share_of_timesteps():
     t = train.timesteps(np.random.default_rng(0), 20000, 0.3)
     assert t.min() >= 0 and t.max() <= 999
@@ -180,6 +250,14 @@ def test_direction_groups_are_checked(tmp_path, capsys, sets):
     args = ["--out", str(tmp_path / "x"), "--quick"] + [a for kv in sets for a in ("--set", kv)]
     assert train.main(args) == 2
     assert "direction_groups" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("sets", [["group_weight=2"], ["direction_groups=2", "group_weight=-1"]])
+def test_group_weight_is_checked(tmp_path, capsys, sets):
+    """group_weight weighs the error inside direction groups: refused without groups, or below zero."""
+    args = ["--out", str(tmp_path / "x"), "--quick"] + [a for kv in sets for a in ("--set", kv)]
+    assert train.main(args) == 2
+    assert "group_weight" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_fresh_batches_render_new_scenes_with_their_captions():

@@ -64,10 +64,12 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
 # cross_attn_all=1: cross-attention (and temporal attention) at every resolution; fresh_clips=1: new scenes
 # rendered and encoded for every batch instead of windows of ``videos`` encoded videos (0 here: it did
 # not teach the direction words either, BENCHMARKS.md); direction_groups=R (2 or 4): a batch is groups of R clips of
-# one object on one spot at the clip's middle frame, moving R ways, sharing their noise and timestep (1: off).
+# one object on one spot at the clip's middle frame, moving R ways, sharing their noise and timestep (1: off);
+# group_weight=W: with such groups, the part of the UNet's error that differs between a group's clips (the part only
+# the direction word can explain) weighs 1 + W (``within_group_mse``; 0: off).
 RECIPE = dict(caption_dropout=0.1, high_noise=0.3, high_noise_from=500, offset_noise=0.0, text_lr_scale=1.0,
               probe_every=600, cross_attn_all=1, vae_object_weight=30.0, motion_weight=0.0, fresh_clips=0,
-              direction_groups=1)
+              direction_groups=1, group_weight=0.0)
 PRESETS = {  # steps and batch sizes; "full" is the shipped model, "quick" a seconds-long smoke run
     "full": dict(RECIPE, vae_steps=1200, vae_batch=16, videos=384, video_frames=40, clip_frames=8, unet_steps=2400,
                  unet_batch=6, lr=2e-3, vae_lr=3e-3, snapshot_every=600),
@@ -246,12 +248,30 @@ def motion_weighted_mse(err, motion_weight: float = 0.0):
     return loss
 
 
+def within_group_mse(err, groups: int):
+    """mean((err - its mean over each group of ``groups`` consecutive clips)^2); err is (B, F, h, w, c).
+
+    The clips of a group (``random_videos``, ``noise_draws``) share object, spot, noise and timestep and differ
+    only in their direction, so their v targets differ by ``-sqrt(1 - ab) * (x0 - the group's mean x0)``: the
+    shared noise cancels, and what is left is the part of the clip that only the direction word (or the faint
+    signal in x_t) can tell. The plain MSE hides that part under the noise's far larger error at the noisiest
+    timesteps (issue 23, BENCHMARKS.md); the trainer adds it ``group_weight`` times, a noise-free regression of
+    the word's effect. Unlike ``motion_weighted_mse`` this couples the clips of a group, so the minimiser is
+    no longer exactly each clip's conditional mean; the probes and held-out figures say what that costs."""
+    import jax.numpy as jnp
+
+    g = err.reshape((-1, groups) + err.shape[1:])
+    return jnp.mean(jnp.square(g - jnp.mean(g, axis=1, keepdims=True)))
+
+
 def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr_scale: float = 1.0,
-                   motion_weight: float = 0.0):
+                   motion_weight: float = 0.0, groups: int = 1, group_weight: float = 0.0):
     """(params, opt_state, step, loss, graphdefs) of the UNet + text encoder. ``loss(params, x0, ids,
     fps, t, noise)`` is the squared error of the prediction ``SCHEDULER`` names (v or epsilon) on its noise
     schedule, frame-to-frame changes weighted by ``1 + motion_weight`` (``motion_weighted_mse``);
-    ``step`` takes the same batch."""
+    ``step`` takes the same batch and minimises that loss plus ``group_weight`` times the within-group part of
+    the error (``within_group_mse``, groups of ``groups`` clips); ``loss`` stays the plain one, comparable
+    between runs."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -266,16 +286,24 @@ def unet_objective(unet_cfg, text_cfg, lr: float, steps: int, seed: int, text_lr
     opt = _optimizer(lr, steps, text_lr_scale)
     acp = jnp.asarray(alphas_cumprod(), jnp.float32)
 
-    def loss_fn(params, x0, ids, fps_b, t, noise):
+    def error(params, x0, ids, fps_b, t, noise):
         ctx = nnx.merge(tg, params["text"])(ids)
         ab = acp[t][:, None, None, None, None]
         xt = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * noise
         out = nnx.merge(ug, params["unet"])(xt, t.astype(jnp.float32), ctx, fps_b)
-        return motion_weighted_mse(out - target(x0, noise, ab), motion_weight)
+        return out - target(x0, noise, ab)
+
+    def loss_fn(params, *batch):
+        return motion_weighted_mse(error(params, *batch), motion_weight)
+
+    def train_loss(params, *batch):  # (what is minimised, the loss): group_weight times the within-group error added
+        err = error(params, *batch)
+        loss = motion_weighted_mse(err, motion_weight)
+        return (loss + group_weight * within_group_mse(err, groups) if group_weight else loss), loss
 
     @jax.jit
     def step(params, opt_state, x0, ids, fps_b, t, noise):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x0, ids, fps_b, t, noise)
+        (_, loss), grads = jax.value_and_grad(train_loss, has_aux=True)(params, x0, ids, fps_b, t, noise)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -348,7 +376,8 @@ def train_unet(unet_cfg, text_cfg, draw, tokenizer, p, seed, log, snapshot=None,
     from vinf_jax.models.clip_text import tokenize
 
     params, opt_state, step, _, (ug, tg) = unet_objective(unet_cfg, text_cfg, p["lr"], p["unet_steps"], seed,
-                                                          p["text_lr_scale"], p["motion_weight"])
+                                                          p["text_lr_scale"], p["motion_weight"],
+                                                          p["direction_groups"], p["group_weight"])
     captions = world.all_prompts()
     ids_table = tokenize(tokenizer, captions + [""])
     index = {c: i for i, c in enumerate(captions)}
@@ -491,6 +520,10 @@ def main(argv=None) -> int:
         print(f"error: --set direction_groups={r}: must be 1, 2 or 4 and divide unet_batch ({p['unet_batch']}); "
               f"a group meets at its clip's middle frame, so its videos must be one clip long (video_frames = "
               f"clip_frames = {p['clip_frames']}, or fresh_clips=1)", file=sys.stderr)
+        return 2
+    if p["group_weight"] < 0 or (p["group_weight"] and r == 1):
+        print(f"error: --set group_weight={p['group_weight']}: must be >= 0, and weighs the error within direction "
+              f"groups, so it needs direction_groups of 2 or 4 (now {r})", file=sys.stderr)
         return 2
     t0 = time.time()
     lines = []
