@@ -7,6 +7,7 @@
     python benchmarks/demo_diagnose.py trail --weights DIR --variant strong-trail+static
     python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1000
     python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1000 --group-weight 10
+    python benchmarks/demo_diagnose.py memorise --groups 4 --steps 1600 --group-weight 10 --broaden-at 800 --broaden-to 64
 
 ``--weights``: a diffusers folder written by ``python -m vinf_jax.demo.train`` (default: the shipped
 weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder was trained with.
@@ -29,11 +30,14 @@ weights); ``--variant``: ``benchmarks/demo_direction.py`` variants the folder wa
 - ``memorise``: trains a fresh UNet and text encoder (the full preset's sizes and rate, VideoCrafter2's
   schedule) on nothing but ``--groups`` groups of four clips, each group one object on one spot at its middle
   frame moving the four ways (``train.random_videos``), a batch being two groups sharing noise and timestep
-  (``direction_groups=4``); every 200 steps, the loss on those same clips with the right prompt, and the excess
-  with the direction word flipped and with a wrong colour, per band. Within a group only the word tells the
-  clips apart, so this asks whether the model can learn to use it at all, with nothing to generalise.
+  (``direction_groups=4``); every 200 steps, the loss on the first four of those groups with the right prompt,
+  and the excess with the direction word flipped and with a wrong colour, per band; the same on four held-out
+  groups (rows "held-out ..."). Within a group only the word tells the clips apart, so this asks whether
+  the model can learn to use it at all, with nothing to generalise, and how that grows with ``--groups``.
   ``--group-weight W`` trains as the trainer's ``group_weight`` does: the error's part that differs inside a
-  group weighs 1 + W (``train.within_group_mse``); the evaluations stay the plain loss.
+  group weighs 1 + W (``train.within_group_mse``); the evaluations stay the plain loss. ``--broaden-at S
+  --broaden-to G``: from step S on, the batches come from G other groups instead (the evaluated groups
+  are no longer trained on): does a word learnt by heart on a few clips become a rule on many?
 """
 
 from __future__ import annotations
@@ -153,7 +157,8 @@ def trail_sides(ck, seeds=(200, 201, 202)) -> dict:
     return out
 
 
-def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0) -> list[dict]:
+def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, broaden_at: int = 0,
+             broaden_to: int = 64) -> list[dict]:
     """The ``memorise`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
     from diffusers import AutoencoderKL
@@ -168,6 +173,11 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0) 
     ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
     scenes, fps, starts = train.random_videos(np.random.default_rng(seed), groups, 4, meet=4)
     lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(scenes, fps, starts)])
+    pools = [(broaden_at if broaden_at else steps, lat, scenes, fps, groups)]
+    if broaden_at:
+        wide, wide_fps, wide_starts = train.random_videos(np.random.default_rng(seed + 200), broaden_to, 4, meet=4)
+        pools.append((steps, encode_clips(ae, [world.render(s, 8, float(f), start=int(st))
+                                               for s, f, st in zip(wide, wide_fps, wide_starts)]), wide, wide_fps, broaden_to))
     with tempfile.TemporaryDirectory() as d:
         write_tokenizer(d)
         tok = CLIPTokenizer.from_pretrained(d)
@@ -177,26 +187,36 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0) 
                                                       groups=4, group_weight=group_weight)
     ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
     colours = list(world.COLORS)
-    prompts = {"right": ids(scenes), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in scenes]),
-               "wrong colour": ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
-                                    for s in scenes])}
+
+    def prompt_sets(sc):  # the right captions, the direction word flipped, the next colour
+        return {"right": ids(sc), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in sc]),
+                "wrong colour": ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
+                                     for s in sc])}
+
+    # Evaluated: the first four training groups, and four held-out groups (other spots, objects and ways)
+    # the model never trains on: a word learnt by heart for the training clips does not carry over to them.
+    held, held_fps, held_starts = train.random_videos(np.random.default_rng(seed + 100), 4, 4, meet=4)
+    held_lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(held, held_fps, held_starts)])
+    sets = {"": (lat[:16], fps[:16], prompt_sets(scenes[:16])), "held-out ": (held_lat, held_fps, prompt_sets(held))}
     er = np.random.default_rng(9)
-    bands = {f"{lo}-{hi}": (er.integers(lo, hi, len(scenes)), er.standard_normal(lat.shape).astype(np.float32))
+    bands = {f"{lo}-{hi}": (er.integers(lo, hi, 16), er.standard_normal(held_lat.shape).astype(np.float32))
              for lo, hi in ((0, 500), (500, 800), (800, 1000))}
     rng, rows = np.random.default_rng(seed + 1), []
     for i in range(steps):
-        v = (rng.integers(0, groups, 2)[:, None] * 4 + np.arange(4)).reshape(-1)
+        _, pool_lat, pool_scenes, pool_fps, pool_groups = next(pool for pool in pools if i < pool[0])
+        v = (rng.integers(0, pool_groups, 2)[:, None] * 4 + np.arange(4)).reshape(-1)
         t, noise = train.noise_draws(rng, (8,) + lat.shape[1:], dict(train.RECIPE, direction_groups=4, high_noise=0.0))
-        cap = ["" if rng.random() < p["caption_dropout"] else world.caption(scenes[a]) for a in v]
-        params, opt, _ = step(params, opt, jnp.asarray(lat[v]), jnp.asarray(tokenize(tok, cap)), jnp.asarray(fps[v]),
+        cap = ["" if rng.random() < p["caption_dropout"] else world.caption(pool_scenes[a]) for a in v]
+        params, opt, _ = step(params, opt, jnp.asarray(pool_lat[v]), jnp.asarray(tokenize(tok, cap)), jnp.asarray(pool_fps[v]),
                               jnp.asarray(t), jnp.asarray(noise))
         if i % 200 == 0 or i == steps - 1:
             row = {"step": i}
-            for name, (bt, bn) in bands.items():
-                r = {k: float(loss(params, jnp.asarray(lat), pr, jnp.asarray(fps), jnp.asarray(bt), jnp.asarray(bn)))
-                     for k, pr in prompts.items()}
-                row[name] = {"right": r["right"], "flipped": r["flipped"] - r["right"],
-                             "wrong colour": r["wrong colour"] - r["right"]}
+            for tag, (x0, clip_fps, prompts) in sets.items():
+                for name, (bt, bn) in bands.items():
+                    r = {k: float(loss(params, jnp.asarray(x0), pr, jnp.asarray(clip_fps), jnp.asarray(bt), jnp.asarray(bn)))
+                         for k, pr in prompts.items()}
+                    row[tag + name] = {"right": r["right"], "flipped": r["flipped"] - r["right"],
+                                       "wrong colour": r["wrong colour"] - r["right"]}
             rows.append(row)
             print(f"step {i}: " + " | ".join(f"{b}: right {r['right']:.4f} flipped {r['flipped']:+.4f} colour "
                                              f"{r['wrong colour']:+.4f}" for b, r in row.items() if b != "step"), flush=True)
@@ -281,6 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=600, help="band, memorise: training steps")
     ap.add_argument("--groups", type=int, default=4, help="memorise: groups of four clips")
     ap.add_argument("--group-weight", type=float, default=0.0, help="memorise: the trainer's group_weight")
+    ap.add_argument("--broaden-at", type=int, default=0, help="memorise: from this step, train on other groups")
+    ap.add_argument("--broaden-to", type=int, default=64, help="memorise: how many other groups")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from benchmarks import demo_direction
@@ -295,7 +317,8 @@ def main(argv=None) -> int:
         if args.what == "band":
             out = band(*args.t_range, args.steps)
         else:
-            out = memorise(args.groups, args.steps, group_weight=args.group_weight)
+            out = memorise(args.groups, args.steps, group_weight=args.group_weight, broaden_at=args.broaden_at,
+                           broaden_to=args.broaden_to)
         if args.json:
             write_json(args.json, out)
         return 0
