@@ -193,8 +193,8 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, 
                 "wrong colour": ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
                                      for s in sc])}
 
-    # Evaluated: the first four training groups, and four held-out groups (other spots, objects and ways)
-    # the model never trains on: a word learnt by heart for the training clips does not carry over to them.
+    # Evaluated: the first four training groups, and four held-out groups (other spots, objects and ways) the
+    # model never trains on: does what it learns for the training clips carry over to clips it has not seen?
     held, held_fps, held_starts = train.random_videos(np.random.default_rng(seed + 100), 4, 4, meet=4)
     held_lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(held, held_fps, held_starts)])
     sets = {"": (lat[:16], fps[:16], prompt_sets(scenes[:16])), "held-out ": (held_lat, held_fps, prompt_sets(held))}
