@@ -157,20 +157,61 @@ def trail_sides(ck, seeds=(200, 201, 202)) -> dict:
     return out
 
 
+def _shipped_vae():
+    """The shipped autoencoder (diffusers), encoder included: the latents the experiments train on."""
+    from diffusers import AutoencoderKL
+
+    from vinf_jax.demo.model import WEIGHTS
+
+    return AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
+
+
+def _demo_tokenizer():
+    from transformers import CLIPTokenizer
+
+    from vinf_jax.demo.tokenizer import write_tokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(d)
+        return CLIPTokenizer.from_pretrained(d)
+
+
+def _fresh_objective(steps: int, seed: int, **kw):
+    """``train.unet_objective`` of a fresh UNet and text encoder at the full preset's sizes and rate."""
+    from vinf_jax.demo import train
+    from vinf_jax.models.clip_text import CLIPTextConfig
+    from vinf_jax.models.unet3d import UNetConfig
+
+    p = train.PRESETS["full"]
+    return train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
+                                CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed, **kw)
+
+
+def _prompt_sets(tok, scenes) -> dict:
+    """Token ids of the scenes' captions ("right"), with the direction word flipped, and (where the world has
+    more than one colour) with the next colour."""
+    import jax.numpy as jnp
+
+    from vinf_jax.models.clip_text import tokenize
+
+    ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
+    colours = list(world.COLORS)
+    out = {"right": ids(scenes), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in scenes])}
+    if len(colours) > 1:
+        out["wrong colour"] = ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
+                                   for s in scenes])
+    return out
+
+
 def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, broaden_at: int = 0,
              broaden_to: int = 64) -> list[dict]:
     """The ``memorise`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTokenizer
 
     from vinf_jax.demo import train
-    from vinf_jax.demo.model import WEIGHTS
-    from vinf_jax.demo.tokenizer import write_tokenizer
-    from vinf_jax.models.clip_text import CLIPTextConfig, tokenize
-    from vinf_jax.models.unet3d import UNetConfig
+    from vinf_jax.models.clip_text import tokenize
 
-    ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
+    ae = _shipped_vae()
     scenes, fps, starts = train.random_videos(np.random.default_rng(seed), groups, 4, meet=4)
     lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(scenes, fps, starts)])
     pools = [(broaden_at if broaden_at else steps, lat, scenes, fps, groups)]
@@ -178,26 +219,15 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, 
         wide, wide_fps, wide_starts = train.random_videos(np.random.default_rng(seed + 200), broaden_to, 4, meet=4)
         pools.append((steps, encode_clips(ae, [world.render(s, 8, float(f), start=int(st))
                                                for s, f, st in zip(wide, wide_fps, wide_starts)]), wide, wide_fps, broaden_to))
-    with tempfile.TemporaryDirectory() as d:
-        write_tokenizer(d)
-        tok = CLIPTokenizer.from_pretrained(d)
+    tok = _demo_tokenizer()
     p = train.PRESETS["full"]
-    params, opt, step, loss, _ = train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
-                                                      CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed,
-                                                      groups=4, group_weight=group_weight)
-    ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
-    colours = list(world.COLORS)
-
-    def prompt_sets(sc):  # the right captions, the direction word flipped, the next colour
-        return {"right": ids(sc), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in sc]),
-                "wrong colour": ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
-                                     for s in sc])}
+    params, opt, step, loss, _ = _fresh_objective(steps, seed, groups=4, group_weight=group_weight)
 
     # Evaluated: the first four training groups, and four held-out groups (other spots, objects and ways) the
     # model never trains on: does what it learns for the training clips carry over to clips it has not seen?
     held, held_fps, held_starts = train.random_videos(np.random.default_rng(seed + 100), 4, 4, meet=4)
     held_lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(held, held_fps, held_starts)])
-    sets = {"": (lat[:16], fps[:16], prompt_sets(scenes[:16])), "held-out ": (held_lat, held_fps, prompt_sets(held))}
+    sets = {"": (lat[:16], fps[:16], _prompt_sets(tok, scenes[:16])), "held-out ": (held_lat, held_fps, _prompt_sets(tok, held))}
     er = np.random.default_rng(9)
     bands = {f"{lo}-{hi}": (er.integers(lo, hi, 16), er.standard_normal(held_lat.shape).astype(np.float32))
              for lo, hi in ((0, 500), (500, 800), (800, 1000))}
@@ -215,27 +245,22 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, 
                 for name, (bt, bn) in bands.items():
                     r = {k: float(loss(params, jnp.asarray(x0), pr, jnp.asarray(clip_fps), jnp.asarray(bt), jnp.asarray(bn)))
                          for k, pr in prompts.items()}
-                    row[tag + name] = {"right": r["right"], "flipped": r["flipped"] - r["right"],
-                                       "wrong colour": r["wrong colour"] - r["right"]}
+                    row[tag + name] = {"right": r["right"], **{k: r[k] - r["right"] for k in r if k != "right"}}
             rows.append(row)
-            print(f"step {i}: " + " | ".join(f"{b}: right {r['right']:.4f} flipped {r['flipped']:+.4f} colour "
-                                             f"{r['wrong colour']:+.4f}" for b, r in row.items() if b != "step"), flush=True)
+            print(f"step {i}: " + " | ".join(f"{b}: right {r['right']:.4f} flipped {r['flipped']:+.4f}"
+                                             + (f" colour {r['wrong colour']:+.4f}" if "wrong colour" in r else "")
+                                             for b, r in row.items() if b != "step"), flush=True)
     return rows
 
 
 def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
     """The ``band`` experiment (see the module doc); returns the evaluations."""
     import jax.numpy as jnp
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTokenizer
 
     from vinf_jax.demo import train
-    from vinf_jax.demo.model import WEIGHTS
-    from vinf_jax.demo.tokenizer import write_tokenizer
-    from vinf_jax.models.clip_text import CLIPTextConfig, tokenize
-    from vinf_jax.models.unet3d import UNetConfig
+    from vinf_jax.models.clip_text import tokenize
 
-    ae = AutoencoderKL.from_pretrained(str(WEIGHTS / "vae")).eval()
+    ae = _shipped_vae()
 
     def encode(scenes, frames, rng):  # one start frame drawn per clip, after the fps (the draws the results used)
         fps = rng.choice(world.FPS_CHOICES, size=len(scenes)).astype(np.float32)
@@ -247,26 +272,18 @@ def band(lo: int, hi: int, steps: int, seed: int = 0) -> list[dict]:
     lat, fps = encode(scenes, 16, rng)
     held = [world.random_scene(rng) for _ in range(48)]
     hlat, hfps = encode(held, 8, rng)
-    with tempfile.TemporaryDirectory() as d:
-        write_tokenizer(d)
-        tok = CLIPTokenizer.from_pretrained(d)
+    tok = _demo_tokenizer()
     p = train.PRESETS["full"]
     zero_snr = train.SCHEDULER.get("rescale_betas_zero_snr")
     train.SCHEDULER["rescale_betas_zero_snr"] = True  # read once, when the objective is built
     try:
-        params, opt, step, loss, _ = train.unet_objective(UNetConfig.from_dict(train.unet_layout(p), fps_cond=True),
-                                                          CLIPTextConfig.from_dict(train.TEXT), p["lr"], steps, seed)
+        params, opt, step, loss, _ = _fresh_objective(steps, seed)
     finally:
         if zero_snr is None:
             del train.SCHEDULER["rescale_betas_zero_snr"]
         else:
             train.SCHEDULER["rescale_betas_zero_snr"] = zero_snr
-    ids = lambda sc: jnp.asarray(tokenize(tok, [world.caption(s) for s in sc]))
-    colours = list(world.COLORS)
-    prompts = {"right": ids(held), "flipped": ids([dataclasses.replace(s, direction=OPPOSITE[s.direction]) for s in held])}
-    if len(colours) > 1:
-        prompts["wrong colour"] = ids([dataclasses.replace(s, color=colours[(colours.index(s.color) + 1) % len(colours)])
-                                       for s in held])
+    prompts = _prompt_sets(tok, held)
     hr = np.random.default_rng(9)
     ht, hn = hr.integers(lo, hi, 48), hr.standard_normal(hlat.shape).astype(np.float32)
     rows = []
