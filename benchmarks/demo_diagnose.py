@@ -212,30 +212,31 @@ def memorise(groups: int, steps: int, seed: int = 0, group_weight: float = 0.0, 
     from vinf_jax.models.clip_text import tokenize
 
     ae = _shipped_vae()
-    scenes, fps, starts = train.random_videos(np.random.default_rng(seed), groups, 4, meet=4)
-    lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(scenes, fps, starts)])
-    pools = [(broaden_at if broaden_at else steps, lat, scenes, fps, groups)]
-    if broaden_at:
-        wide, wide_fps, wide_starts = train.random_videos(np.random.default_rng(seed + 200), broaden_to, 4, meet=4)
-        pools.append((steps, encode_clips(ae, [world.render(s, 8, float(f), start=int(st))
-                                               for s, f, st in zip(wide, wide_fps, wide_starts)]), wide, wide_fps, broaden_to))
+
+    def videos(n, rng_seed):  # n groups of four one-clip videos: (latents, scenes, fps)
+        scenes, fps, starts = train.random_videos(np.random.default_rng(rng_seed), n, 4, meet=4)
+        return encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(scenes, fps, starts)]), scenes, fps
+
+    first = videos(groups, seed) + (groups,)
+    wide = videos(broaden_to, seed + 200) + (broaden_to,) if broaden_at else None
     tok = _demo_tokenizer()
     p = train.PRESETS["full"]
     params, opt, step, loss, _ = _fresh_objective(steps, seed, groups=4, group_weight=group_weight)
 
     # Evaluated: the first four training groups, and four held-out groups (other spots, objects and ways) the
     # model never trains on: does what it learns for the training clips carry over to clips it has not seen?
-    held, held_fps, held_starts = train.random_videos(np.random.default_rng(seed + 100), 4, 4, meet=4)
-    held_lat = encode_clips(ae, [world.render(s, 8, float(f), start=int(st)) for s, f, st in zip(held, held_fps, held_starts)])
+    lat, scenes, fps, _ = first
+    held_lat, held, held_fps = videos(4, seed + 100)
     sets = {"": (lat[:16], fps[:16], _prompt_sets(tok, scenes[:16])), "held-out ": (held_lat, held_fps, _prompt_sets(tok, held))}
     er = np.random.default_rng(9)
     bands = {f"{lo}-{hi}": (er.integers(lo, hi, 16), er.standard_normal(held_lat.shape).astype(np.float32))
              for lo, hi in ((0, 500), (500, 800), (800, 1000))}
+    draws = dict(train.RECIPE, direction_groups=4, high_noise=0.0)
     rng, rows = np.random.default_rng(seed + 1), []
     for i in range(steps):
-        _, pool_lat, pool_scenes, pool_fps, pool_groups = next(pool for pool in pools if i < pool[0])
+        pool_lat, pool_scenes, pool_fps, pool_groups = wide if wide and i >= broaden_at else first
         v = (rng.integers(0, pool_groups, 2)[:, None] * 4 + np.arange(4)).reshape(-1)
-        t, noise = train.noise_draws(rng, (8,) + lat.shape[1:], dict(train.RECIPE, direction_groups=4, high_noise=0.0))
+        t, noise = train.noise_draws(rng, (8,) + lat.shape[1:], draws)
         cap = ["" if rng.random() < p["caption_dropout"] else world.caption(pool_scenes[a]) for a in v]
         params, opt, _ = step(params, opt, jnp.asarray(pool_lat[v]), jnp.asarray(tokenize(tok, cap)), jnp.asarray(pool_fps[v]),
                               jnp.asarray(t), jnp.asarray(noise))
@@ -331,11 +332,8 @@ def main(argv=None) -> int:
     from vinf_jax.loading import load_checkpoint
 
     if args.what in ("band", "memorise"):
-        if args.what == "band":
-            out = band(*args.t_range, args.steps)
-        else:
-            out = memorise(args.groups, args.steps, group_weight=args.group_weight, broaden_at=args.broaden_at,
-                           broaden_to=args.broaden_to)
+        out = band(*args.t_range, args.steps) if args.what == "band" else memorise(
+            args.groups, args.steps, group_weight=args.group_weight, broaden_at=args.broaden_at, broaden_to=args.broaden_to)
         if args.json:
             write_json(args.json, out)
         return 0
